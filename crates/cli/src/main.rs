@@ -1,0 +1,218 @@
+//! The `tether` binary: parses arguments and hands each command to the library that implements it.
+//! Results are JSON on stdout with the same field names as the JSON-RPC results; an error is one
+//! line on stderr carrying the message the JSON-RPC error would carry, and a non-zero exit.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Parser, Subcommand, ValueEnum};
+use tether_device_key::{
+    ProtectionPolicy, SignPayload, VerifyOptions, signed_payload_bytes, verify_signature,
+};
+use tether_server::{Config, Home, open_device_keys};
+
+#[derive(Parser)]
+#[command(name = "tether", version, about = "A Codex-protocol app-server")]
+struct Cli {
+    /// Home directory (configuration, state database, key blobs). Default: ~/.tether.
+    #[arg(long, global = true, env = "TETHER_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hardware-bound device keys.
+    #[command(subcommand)]
+    DeviceKey(DeviceKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum DeviceKeyCommand {
+    /// Create a key bound to an account and a client.
+    Create {
+        #[arg(long)]
+        account_user_id: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long, value_enum)]
+        protection_policy: Option<PolicyArg>,
+    },
+    /// Print a key's public half.
+    Public {
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Sign the payload (a DeviceKeySignPayload as JSON) read from stdin.
+    Sign {
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Write the exact bytes that signing the payload on stdin would sign (no freshness check).
+    PayloadBytes,
+    /// Check a signature: exit 0 valid, 1 invalid, 2 bad input.
+    Verify {
+        #[arg(long)]
+        public_key_spki_der_base64: String,
+        #[arg(long)]
+        signature_der_base64: String,
+        #[arg(long)]
+        signed_payload_base64: String,
+        /// Also refuse signatures that are not low-S normalized.
+        #[arg(long)]
+        reject_high_s: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum PolicyArg {
+    HardwareOnly,
+    AllowOsProtectedNonextractable,
+}
+
+impl From<PolicyArg> for ProtectionPolicy {
+    fn from(arg: PolicyArg) -> Self {
+        match arg {
+            PolicyArg::HardwareOnly => ProtectionPolicy::HardwareOnly,
+            PolicyArg::AllowOsProtectedNonextractable => {
+                ProtectionPolicy::AllowOsProtectedNonextractable
+            }
+        }
+    }
+}
+
+/// A failed command: the line for stderr and the exit status.
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure {
+            message: error.to_string(),
+            status: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = Home::resolve(cli.home);
+    let outcome = match cli.command {
+        Command::DeviceKey(command) => device_key(&home, command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{}", failure.message.replace('\n', " "));
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {
+    match command {
+        DeviceKeyCommand::PayloadBytes => {
+            let bytes = signed_payload_bytes(&read_payload()?)?;
+            std::io::stdout().write_all(&bytes)?;
+            Ok(())
+        }
+        DeviceKeyCommand::Verify {
+            public_key_spki_der_base64,
+            signature_der_base64,
+            signed_payload_base64,
+            reject_high_s,
+        } => verify(
+            &public_key_spki_der_base64,
+            &signature_der_base64,
+            &signed_payload_base64,
+            reject_high_s,
+        ),
+        DeviceKeyCommand::Create {
+            account_user_id,
+            client_id,
+            protection_policy,
+        } => with_store(home, async |keys| {
+            keys.create(
+                &account_user_id,
+                &client_id,
+                protection_policy.map(Into::into),
+            )
+            .await
+            .map(|info| print_json(&info))
+        }),
+        DeviceKeyCommand::Public { key_id } => with_store(home, async |keys| {
+            keys.get_public(&key_id).await.map(|info| print_json(&info))
+        }),
+        DeviceKeyCommand::Sign { key_id } => {
+            let payload = read_payload()?;
+            with_store(home, async |keys| {
+                keys.sign(&key_id, &payload)
+                    .await
+                    .map(|signature| print_json(&signature))
+            })
+        }
+    }
+}
+
+fn with_store<F>(home: &Home, operation: F) -> Result<(), Failure>
+where
+    F: AsyncFnOnce(&tether_server::DeviceKeys) -> Result<(), tether_device_key::DeviceKeyError>,
+{
+    let config = Config::load(&home.config_file(), |name| std::env::var(name).ok())?;
+    let keys = open_device_keys(home, &config.device_keys)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(operation(&keys))?;
+    Ok(())
+}
+
+fn read_payload() -> Result<SignPayload, Failure> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    serde_json::from_str(&text).map_err(|err| Failure::from(format!("Invalid request: {err}")))
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("results serialize")
+    );
+}
+
+fn verify(spki: &str, signature: &str, signed: &str, reject_high_s: bool) -> Result<(), Failure> {
+    let bad_input = |what: &str| Failure {
+        message: format!("{what} is not standard base64"),
+        status: 2,
+    };
+    let spki = STANDARD
+        .decode(spki)
+        .map_err(|_| bad_input("--public-key-spki-der-base64"))?;
+    let signature = STANDARD
+        .decode(signature)
+        .map_err(|_| bad_input("--signature-der-base64"))?;
+    let signed = STANDARD
+        .decode(signed)
+        .map_err(|_| bad_input("--signed-payload-base64"))?;
+    let options = VerifyOptions {
+        reject_high_s,
+        expected_payload: None,
+    };
+    match verify_signature(&spki, &signature, &signed, options) {
+        Ok(()) => {
+            println!("valid");
+            Ok(())
+        }
+        Err(err) => Err(Failure {
+            message: err.to_string(),
+            status: if err.is_malformed_input() { 2 } else { 1 },
+        }),
+    }
+}

@@ -1,0 +1,39 @@
+use std::path::{Path, PathBuf};
+
+/// tether's home directory and the files in it.
+#[derive(Clone, Debug)]
+pub struct Home {
+    dir: PathBuf,
+}
+
+impl Home {
+    /// `explicit` (from `--home` or `TETHER_HOME`), else `~/.tether`.
+    pub fn resolve(explicit: Option<PathBuf>) -> Home {
+        let dir = explicit.unwrap_or_else(|| {
+            std::env::home_dir()
+                .unwrap_or_else(|| PathBuf::from("/"))
+                .join(".tether")
+        });
+        Home { dir }
+    }
+
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// The SQLite state database.
+    pub fn state_db(&self) -> PathBuf {
+        self.dir.join("state.sqlite")
+    }
+
+    /// Blobs of TPM-wrapped device keys.
+    pub fn tpm_key_dir(&self) -> PathBuf {
+        self.dir.join("device-keys").join("tpm")
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up this machine (missing Debian packages) and runs every check CI runs:
+# formatting, clippy with warnings denied, and all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
