@@ -66,24 +66,13 @@ fn write_scalar(value: &Value, out: &mut Vec<u8>) -> Result<(), DeviceKeyError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConnectionAudience, ConnectionPayload, EnrollmentAudience, EnrollmentPayload};
-
-    const DIGEST: &str = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
-    const NONCE: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    use crate::payload::test_vectors;
 
     fn connection(account_user_id: &str, session_id: &str) -> SignPayload {
-        SignPayload::Connection(ConnectionPayload {
-            nonce: NONCE.into(),
-            audience: ConnectionAudience::RemoteControlClientWebsocket,
-            session_id: session_id.into(),
-            target_origin: "https://chatgpt.com".into(),
-            target_path: "/api/codex/remote/control/client".into(),
-            account_user_id: account_user_id.into(),
-            client_id: "cli_123".into(),
-            token_expires_at: 1_700_000_000,
-            token_sha256_base64url: DIGEST.into(),
-            scopes: vec!["remote_control_controller_websocket".into()],
-        })
+        let mut payload = test_vectors::connection();
+        payload.account_user_id = account_user_id.into();
+        payload.session_id = session_id.into();
+        SignPayload::Connection(payload)
     }
 
     fn text(payload: &SignPayload) -> String {
@@ -100,17 +89,7 @@ mod tests {
 
     #[test]
     fn enrollment_vector_from_the_spec() {
-        let payload = SignPayload::Enrollment(EnrollmentPayload {
-            nonce: NONCE.into(),
-            audience: EnrollmentAudience::RemoteControlClientEnrollment,
-            challenge_id: "rch_123".into(),
-            target_origin: "https://chatgpt.com".into(),
-            target_path: "/wham/remote/control/client/enroll".into(),
-            account_user_id: "account-user-1".into(),
-            client_id: "cli_123".into(),
-            device_identity_sha256_base64url: DIGEST.into(),
-            challenge_expires_at: 1_700_000_060,
-        });
+        let payload = SignPayload::Enrollment(test_vectors::enrollment());
         assert_eq!(
             text(&payload),
             r#"{"domain":"codex-device-key-sign-payload/v1","payload":{"accountUserId":"account-user-1","audience":"remote_control_client_enrollment","challengeExpiresAt":1700000060,"challengeId":"rch_123","clientId":"cli_123","deviceIdentitySha256Base64url":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","targetOrigin":"https://chatgpt.com","targetPath":"/wham/remote/control/client/enroll","type":"remoteControlClientEnrollment"}}"#
@@ -136,6 +115,26 @@ mod tests {
         // The emoji is its four raw UTF-8 bytes, not a \u escape pair.
         assert!(bytes.windows(4).any(|w| w == [0xF0, 0x9F, 0x98, 0x80]));
         assert!(!text.contains("\\u"));
+    }
+
+    #[test]
+    fn full_vector_with_escapes_and_non_ascii() {
+        let mut payload = test_vectors::connection();
+        payload.account_user_id = "Zoë \"Q\" \\ 東京".into();
+        payload.client_id = "tab\tnl\ncr\rbs\u{8}ff\u{c}nul\u{0}us\u{1f}del\u{7f}".into();
+        payload.session_id = "</script>\u{2028}😀".into();
+        assert_eq!(
+            text(&SignPayload::Connection(payload)),
+            concat!(
+                r#"{"domain":"codex-device-key-sign-payload/v1","payload":{"accountUserId":"Zoë \"Q\" \\ 東京","#,
+                r#""audience":"remote_control_client_websocket","clientId":"tab\tnl\ncr\rbs\bff\fnul\u0000us\u001fdel"#,
+                "\u{7f}",
+                r#"","nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","scopes":["remote_control_controller_websocket"],"#,
+                "\"sessionId\":\"</script>\u{2028}😀\",",
+                r#""targetOrigin":"https://chatgpt.com","targetPath":"/api/codex/remote/control/client","tokenExpiresAt":1700000000,"#,
+                r#""tokenSha256Base64url":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","type":"remoteControlClientConnection"}}"#
+            )
+        );
     }
 
     #[test]

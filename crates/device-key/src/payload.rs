@@ -230,38 +230,10 @@ fn check_expiry(expires_at: i64, now: i64, what: &str) -> Result<(), DeviceKeyEr
 mod tests {
     use super::*;
 
-    const NOW: i64 = 1_700_000_000;
-    const DIGEST: &str = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
-    const NONCE: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    use super::test_vectors::{DIGEST, NONCE, connection, enrollment};
 
-    fn connection() -> ConnectionPayload {
-        ConnectionPayload {
-            nonce: NONCE.into(),
-            audience: ConnectionAudience::RemoteControlClientWebsocket,
-            session_id: "wssess_123".into(),
-            target_origin: "https://chatgpt.com".into(),
-            target_path: "/api/codex/remote/control/client".into(),
-            account_user_id: "account-user-1".into(),
-            client_id: "cli_123".into(),
-            token_expires_at: NOW + 60,
-            token_sha256_base64url: DIGEST.into(),
-            scopes: vec!["remote_control_controller_websocket".into()],
-        }
-    }
-
-    fn enrollment() -> EnrollmentPayload {
-        EnrollmentPayload {
-            nonce: NONCE.into(),
-            audience: EnrollmentAudience::RemoteControlClientEnrollment,
-            challenge_id: "rch_123".into(),
-            target_origin: "https://chatgpt.com".into(),
-            target_path: "/wham/remote/control/client/enroll".into(),
-            account_user_id: "account-user-1".into(),
-            client_id: "cli_123".into(),
-            device_identity_sha256_base64url: DIGEST.into(),
-            challenge_expires_at: NOW + 60,
-        }
-    }
+    /// A minute before the vectors' connection token expires.
+    const NOW: i64 = 1_700_000_000 - 60;
 
     fn message(payload: SignPayload) -> String {
         payload.validate(NOW).unwrap_err().to_string()
@@ -568,7 +540,7 @@ mod tests {
             "accountUserId": "account-user-1",
             "clientId": "cli_123",
             "deviceIdentitySha256Base64url": DIGEST,
-            "challengeExpiresAt": NOW + 60
+            "challengeExpiresAt": 1_700_000_060
         });
         let parsed: SignPayload = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(parsed, SignPayload::Enrollment(enrollment()));
@@ -578,5 +550,43 @@ mod tests {
         assert!(serde_json::from_value::<SignPayload>(bad_audience).is_err());
         let unknown_type = serde_json::json!({"type": "arbitraryBytes"});
         assert!(serde_json::from_value::<SignPayload>(unknown_type).is_err());
+    }
+}
+
+/// The payloads of the canonical-bytes vectors in the device-key spec.
+#[cfg(test)]
+pub(crate) mod test_vectors {
+    use super::*;
+
+    pub const DIGEST: &str = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
+    pub const NONCE: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    pub fn connection() -> ConnectionPayload {
+        ConnectionPayload {
+            nonce: NONCE.into(),
+            audience: ConnectionAudience::RemoteControlClientWebsocket,
+            session_id: "wssess_123".into(),
+            target_origin: "https://chatgpt.com".into(),
+            target_path: "/api/codex/remote/control/client".into(),
+            account_user_id: "account-user-1".into(),
+            client_id: "cli_123".into(),
+            token_expires_at: 1_700_000_000,
+            token_sha256_base64url: DIGEST.into(),
+            scopes: vec!["remote_control_controller_websocket".into()],
+        }
+    }
+
+    pub fn enrollment() -> EnrollmentPayload {
+        EnrollmentPayload {
+            nonce: NONCE.into(),
+            audience: EnrollmentAudience::RemoteControlClientEnrollment,
+            challenge_id: "rch_123".into(),
+            target_origin: "https://chatgpt.com".into(),
+            target_path: "/wham/remote/control/client/enroll".into(),
+            account_user_id: "account-user-1".into(),
+            client_id: "cli_123".into(),
+            device_identity_sha256_base64url: DIGEST.into(),
+            challenge_expires_at: 1_700_000_060,
+        }
     }
 }

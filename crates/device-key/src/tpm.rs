@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use p256::pkcs8::EncodePublicKey as _;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
-use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder};
 use tss_esapi::constants::PropertyTag;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::KeyHandle;
@@ -27,7 +27,8 @@ use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, Private, Public, PublicBuilder,
-    PublicEccParametersBuilder, Signature, SignatureScheme, SymmetricDefinitionObject,
+    PublicEccParameters, PublicEccParametersBuilder, Signature, SignatureScheme,
+    SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall as _, UnMarshall as _};
@@ -291,51 +292,49 @@ fn ascii_of(bytes: Vec<u8>) -> String {
 
 /// The TCG "SRK" shape: restricted decryption ECC P-256 key with AES-128-CFB; deterministic.
 fn storage_primary_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
+    let attributes = fixed_key_attributes()
         .with_restricted(true)
         .with_decrypt(true)
         .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
+    let parameters = PublicEccParametersBuilder::new_restricted_decryption_key(
+        SymmetricDefinitionObject::AES_128_CFB,
+        EccCurve::NistP256,
+    )
+    .build()?;
+    p256_template(attributes, parameters)
 }
 
 /// An unrestricted ECDSA-P256-SHA256 signing key that can never leave this TPM.
 fn signing_template() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
+    let attributes = fixed_key_attributes().with_sign_encrypt(true).build()?;
+    let parameters = PublicEccParametersBuilder::new_unrestricted_signing_key(
+        EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
+        EccCurve::NistP256,
+    )
+    .build()?;
+    p256_template(attributes, parameters)
+}
+
+/// Generated inside this TPM, bound to it and to its parent, usable with an empty password and
+/// exempt from dictionary-attack lockout.
+fn fixed_key_attributes() -> ObjectAttributesBuilder {
+    ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
         .with_user_with_auth(true)
         .with_no_da(true)
-        .with_sign_encrypt(true)
-        .build()?;
+}
+
+fn p256_template(
+    attributes: ObjectAttributes,
+    parameters: PublicEccParameters,
+) -> tss_esapi::Result<Public> {
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
         .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_unrestricted_signing_key(
-                EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
+        .with_ecc_parameters(parameters)
         .with_ecc_unique_identifier(EccPoint::default())
         .build()
 }
