@@ -1,10 +1,12 @@
-//! The `tether` binary: parses arguments and hands each command to the library that implements it.
+//! The `tether` binary: parses arguments and hands each command to the library that implements
+//! it.
 //! Results are JSON on stdout with the same field names as the JSON-RPC results; an error is one
 //! line on stderr carrying the message the JSON-RPC error would carry, and a non-zero exit.
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -12,7 +14,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tether_device_key::{
     ProtectionPolicy, SignPayload, VerifyOptions, signed_payload_bytes, verify_signature,
 };
-use tether_server::{Config, Home, open_device_keys};
+use tether_server::{
+    Config, Home, Limits, ListenAddress, ServeOptions, WsAuthFlags, WsAuthMode, open_device_keys,
+};
 
 #[derive(Parser)]
 #[command(name = "tether", version, about = "A Codex-protocol app-server")]
@@ -26,9 +30,57 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the app-server.
+    Serve(ServeArgs),
     /// Hardware-bound device keys.
     #[command(subcommand)]
     DeviceKey(DeviceKeyCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// stdio://, unix://[PATH] or ws://IP:PORT; repeat for several.
+    #[arg(long = "listen", value_name = "URL", default_value = "stdio://")]
+    listen: Vec<ListenAddress>,
+    /// Largest frame a client may send, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_frame_bytes)]
+    max_frame_bytes: usize,
+    /// Requests queued per connection before new ones get "Server overloaded".
+    #[arg(long, default_value_t = Limits::default().inbound_queue)]
+    max_queued_requests: usize,
+    /// Frames queued for a WebSocket client before it is disconnected as too slow.
+    #[arg(long, default_value_t = Limits::default().ws_outbound_queue)]
+    ws_outbound_queue: usize,
+    /// How WebSocket clients authenticate (required for non-loopback listeners).
+    #[arg(long, value_enum)]
+    ws_auth: Option<WsAuthArg>,
+    /// capability-token: file holding the token.
+    #[arg(long, value_name = "FILE")]
+    ws_token_file: Option<PathBuf>,
+    /// capability-token: SHA-256 of the token, hex.
+    #[arg(long, value_name = "HEX")]
+    ws_token_sha256: Option<String>,
+    /// signed-bearer-token: file holding the HS256 shared secret.
+    #[arg(long, value_name = "FILE")]
+    ws_shared_secret_file: Option<PathBuf>,
+    /// signed-bearer-token: required `iss`.
+    #[arg(long)]
+    ws_issuer: Option<String>,
+    /// signed-bearer-token: required `aud`.
+    #[arg(long)]
+    ws_audience: Option<String>,
+    /// signed-bearer-token: tolerance for `exp` and `nbf` (default 30).
+    #[arg(long)]
+    ws_max_clock_skew_seconds: Option<u64>,
+    /// Seconds shutdown waits for in-flight requests.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_seconds: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WsAuthArg {
+    CapabilityToken,
+    SignedBearerToken,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +157,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = Home::resolve(cli.home);
     let outcome = match cli.command {
+        Command::Serve(args) => serve(home, args),
         Command::DeviceKey(command) => device_key(&home, command),
     };
     match outcome {
@@ -114,6 +167,49 @@ fn main() -> ExitCode {
             ExitCode::from(failure.status)
         }
     }
+}
+
+fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let ws_auth = WsAuthFlags {
+        mode: args.ws_auth.map(|mode| match mode {
+            WsAuthArg::CapabilityToken => WsAuthMode::CapabilityToken,
+            WsAuthArg::SignedBearerToken => WsAuthMode::SignedBearerToken,
+        }),
+        token_file: args.ws_token_file,
+        token_sha256: args.ws_token_sha256,
+        shared_secret_file: args.ws_shared_secret_file,
+        issuer: args.ws_issuer,
+        audience: args.ws_audience,
+        max_clock_skew_seconds: args.ws_max_clock_skew_seconds,
+    };
+    let options = ServeOptions {
+        config: Config::load(&home.config_file(), |name| std::env::var(name).ok())?,
+        home,
+        listen: args.listen,
+        limits: Limits {
+            max_frame_bytes: args.max_frame_bytes,
+            inbound_queue: args.max_queued_requests,
+            ws_outbound_queue: args.ws_outbound_queue,
+            ..Limits::default()
+        },
+        ws_auth,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(tether_server::serve(options));
+    // The stdin reader may be parked in a blocking read that nothing can interrupt.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(served?)
 }
 
 fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {

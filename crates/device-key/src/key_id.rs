@@ -3,6 +3,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -13,7 +14,7 @@ const RANDOM_BYTES: usize = 32;
 const KEY_ID_LEN: usize = 50;
 
 /// Where a key's private half lives, as far as the provider can honestly tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtectionClass {
     /// Apple Secure Enclave.
@@ -61,7 +62,7 @@ impl fmt::Display for ProtectionClass {
 }
 
 /// Which protection classes the caller accepts for a new key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtectionPolicy {
     /// Only non-degraded (hardware) classes.

@@ -13,7 +13,7 @@ mod key_id;
 mod payload;
 mod provider;
 mod store;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "tpm"))]
 pub mod tpm;
 mod verify;
 

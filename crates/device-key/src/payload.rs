@@ -1,5 +1,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
@@ -21,7 +22,7 @@ const MIN_NONCE_BYTES: usize = 32;
 const SHA256_BYTES: usize = 32;
 
 /// The only things a device key will sign, tagged by `type` on the wire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub enum SignPayload {
     /// Proof of key possession when opening a remote-control controller connection.
@@ -33,7 +34,7 @@ pub enum SignPayload {
 }
 
 /// Audience of a connection proof.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionAudience {
     /// The remote-control client websocket.
@@ -41,7 +42,7 @@ pub enum ConnectionAudience {
 }
 
 /// Audience of an enrollment proof.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EnrollmentAudience {
     /// The remote-control enrollment endpoint.
@@ -49,7 +50,7 @@ pub enum EnrollmentAudience {
 }
 
 /// `remoteControlClientConnection` fields.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct ConnectionPayload {
@@ -67,7 +68,7 @@ pub struct ConnectionPayload {
 }
 
 /// `remoteControlClientEnrollment` fields.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct EnrollmentPayload {

@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::payload::check_binding;
@@ -13,7 +14,7 @@ use crate::{
 };
 
 /// The signature algorithm of every device key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// ECDSA on P-256 over SHA-256, DER signatures.
@@ -21,7 +22,7 @@ pub enum Algorithm {
 }
 
 /// Result of `device/key/create` and `device/key/public`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceKeyInfo {
     /// The key's id.
@@ -35,7 +36,7 @@ pub struct DeviceKeyInfo {
 }
 
 /// Result of `device/key/sign`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceKeySignature {
     /// Standard base64 of the DER signature.

@@ -32,6 +32,13 @@ impl Home {
         self.dir.join("state.sqlite")
     }
 
+    /// The default unix control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir
+            .join("app-server-control")
+            .join("app-server-control.sock")
+    }
+
     /// Blobs of TPM-wrapped device keys.
     pub fn tpm_key_dir(&self) -> PathBuf {
         self.dir.join("device-keys").join("tpm")

@@ -1,14 +1,25 @@
-//! The tether app-server. Today it owns the home directory layout, configuration, and the wiring of
-//! device keys (state database + provider) that both the `tether` CLI and the server use; the
-//! transports, connections, threads, turns and attestation arrive here next.
+//! The tether app-server: transports (stdio, WebSocket over TCP and over a unix socket), the
+//! connection registry, the per-connection processor that decodes and answers requests, the
+//! home directory and configuration, and the device-key wiring that the CLI shares.
 //!
-//! It must not know how key material is stored (that is `tether-device-key`) or what SQL looks like
-//! (that is `tether-state`): it only chooses, from configuration, which of their parts to connect.
+//! Data flows one way: transport → processor → the component that serves the request; replies
+//! flow back through each connection's single ordered outbound queue. This crate decides which
+//! parts to connect; it must not know how keys are stored (`tether-device-key`), what SQL looks
+//! like (`tether-state`), or how messages are spelled beyond the types of `tether-protocol`.
 
 mod config;
+mod connection;
 mod device_keys;
 mod home;
+mod listen;
+mod processor;
+mod serve;
+mod transport;
+mod user_agent;
 
 pub use config::{Config, ConfigError, DeviceKeysConfig};
+pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
+pub use listen::ListenAddress;
+pub use serve::{Limits, ServeError, ServeOptions, Server, WsAuthFlags, WsAuthMode, serve};

@@ -1,0 +1,20 @@
+//! The Codex app-server wire protocol as tether speaks it: the JSON-RPC envelopes (without the
+//! `"jsonrpc"` member), the typed client requests with their params and results, and the error
+//! codes and texts clients match on.
+//!
+//! Types and pure encoding/decoding only: no I/O, no connections, no knowledge of how a request
+//! is served. Device-key payloads and results are the device-key crate's own wire types, used here
+//! without its providers.
+
+mod envelope;
+mod initialize;
+mod requests;
+
+pub use envelope::{
+    ErrorObject, Incoming, Outgoing, RequestId, error_codes, now_ms, parse_incoming,
+};
+pub use initialize::{ClientInfo, InitializeCapabilities, InitializeParams, InitializeResponse};
+pub use requests::{
+    ClientRequest, DeviceKeyCreateParams, DeviceKeyPublicParams, DeviceKeySignParams,
+};
+pub use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};

@@ -1,0 +1,130 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tether_device_key::{ProtectionPolicy, SignPayload};
+
+use crate::InitializeParams;
+
+/// Every request a client may send, tagged by method with its params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "method", content = "params")]
+pub enum ClientRequest {
+    /// Must come first on every connection.
+    #[serde(rename = "initialize")]
+    Initialize(InitializeParams),
+    /// Create a device key.
+    #[serde(rename = "device/key/create")]
+    DeviceKeyCreate(DeviceKeyCreateParams),
+    /// A device key's public half.
+    #[serde(rename = "device/key/public")]
+    DeviceKeyPublic(DeviceKeyPublicParams),
+    /// Sign a structured proof with a device key.
+    #[serde(rename = "device/key/sign")]
+    DeviceKeySign(DeviceKeySignParams),
+}
+
+impl ClientRequest {
+    /// Decodes `method` and `params` (absent and `null` alike). The error is serde's wording,
+    /// which the protocol's `Invalid request: …` messages carry verbatim.
+    pub fn decode(method: &str, params: Option<Value>) -> Result<ClientRequest, String> {
+        let mut object = Map::new();
+        object.insert("method".into(), Value::String(method.to_owned()));
+        if let Some(params) = params {
+            object.insert("params".into(), params);
+        }
+        serde_json::from_value(Value::Object(object)).map_err(|err| err.to_string())
+    }
+
+    /// The wire method name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            ClientRequest::Initialize(_) => "initialize",
+            ClientRequest::DeviceKeyCreate(_) => "device/key/create",
+            ClientRequest::DeviceKeyPublic(_) => "device/key/public",
+            ClientRequest::DeviceKeySign(_) => "device/key/sign",
+        }
+    }
+}
+
+/// `device/key/create` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceKeyCreateParams {
+    /// The account the key belongs to.
+    pub account_user_id: String,
+    /// The client the key belongs to.
+    pub client_id: String,
+    /// Absent or `null`: `hardware_only`.
+    #[serde(default)]
+    pub protection_policy: Option<ProtectionPolicy>,
+}
+
+/// `device/key/public` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceKeyPublicParams {
+    /// The key.
+    pub key_id: String,
+}
+
+/// `device/key/sign` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceKeySignParams {
+    /// The key.
+    pub key_id: String,
+    /// The proof to sign.
+    pub payload: SignPayload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn error(method: &str, params: Option<Value>) -> String {
+        ClientRequest::decode(method, params).unwrap_err()
+    }
+
+    #[test]
+    fn decode_errors_use_serde_wording() {
+        assert_eq!(
+            error("bogus/method", None),
+            "unknown variant `bogus/method`, expected one of `initialize`, `device/key/create`, `device/key/public`, `device/key/sign`"
+        );
+        assert_eq!(error("initialize", None), "missing field `params`");
+        assert_eq!(
+            error("initialize", Some(json!({"clientInfo": {"name": "x"}}))),
+            "missing field `version`"
+        );
+        assert_eq!(
+            error("device/key/public", Some(json!({"keyId": 123}))),
+            "invalid type: integer `123`, expected a string"
+        );
+        assert_eq!(
+            error(
+                "device/key/create",
+                Some(json!({"accountUserId": "a", "clientId": "c", "protectionPolicy": "bogus"}))
+            ),
+            "unknown variant `bogus`, expected `hardware_only` or `allow_os_protected_nonextractable`"
+        );
+    }
+
+    #[test]
+    fn decodes_and_names_each_method() {
+        let request = ClientRequest::decode(
+            "initialize",
+            Some(json!({"clientInfo": {"name": "n", "version": "1"}, "capabilities": null})),
+        )
+        .unwrap();
+        assert_eq!(request.method(), "initialize");
+        let request =
+            ClientRequest::decode("device/key/public", Some(json!({"keyId": "k", "extra": 1})))
+                .unwrap();
+        assert_eq!(
+            request,
+            ClientRequest::DeviceKeyPublic(DeviceKeyPublicParams { key_id: "k".into() })
+        );
+        assert_eq!(request.method(), "device/key/public");
+    }
+}
