@@ -35,6 +35,12 @@ enum Command {
     /// Hardware-bound device keys.
     #[command(subcommand)]
     DeviceKey(DeviceKeyCommand),
+    /// Write the JSON Schema of every message tether speaks.
+    Schema {
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -159,6 +165,9 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve(home, args),
         Command::DeviceKey(command) => device_key(&home, command),
+        Command::Schema { out } => tether_server::write_schemas(&out)
+            .map(|files| println!("wrote {} schema files to {}", files.len(), out.display()))
+            .map_err(Failure::from),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

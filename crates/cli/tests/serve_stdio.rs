@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tether_testkit::{Client, Swtpm, TetherProcess, send_signal};
+use tether_testkit::{Client, Schemas, Swtpm, TetherProcess, send_signal};
 
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -13,6 +13,16 @@ async fn start(home: &Path, args: &[&str], env: &[(&str, &str)]) -> (TetherProce
     let mut process = TetherProcess::start(Path::new(TETHER), home, args, env).await;
     let client = process.stdio();
     (process, client)
+}
+
+fn tether_server_schema(out: &Path) {
+    let status = std::process::Command::new(TETHER)
+        .arg("schema")
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 fn error(code: i64, message: &str, id: Value) -> Value {
@@ -24,6 +34,9 @@ async fn initialize_answers_with_the_server_identity_and_eof_exits_zero() {
     let home = tempfile::tempdir().unwrap();
     let (mut process, mut client) = start(home.path(), &[], &[]).await;
     let result = client.initialize("probe", Value::Null).await;
+    let schemas = tempfile::tempdir().unwrap();
+    tether_server_schema(schemas.path());
+    Schemas::check_file(&schemas.path().join("v1/InitializeResponse.json"), &result);
     assert_eq!(result["codexHome"], home.path().to_str().unwrap());
     assert_eq!(result["platformFamily"], "unix");
     assert_eq!(result["platformOs"], "linux");

@@ -9,6 +9,7 @@
 mod envelope;
 mod initialize;
 mod requests;
+mod schema;
 
 pub use envelope::{
     ErrorObject, Incoming, Outgoing, RequestId, error_codes, now_ms, parse_incoming,
@@ -17,4 +18,5 @@ pub use initialize::{ClientInfo, InitializeCapabilities, InitializeParams, Initi
 pub use requests::{
     ClientRequest, DeviceKeyCreateParams, DeviceKeyPublicParams, DeviceKeySignParams,
 };
+pub use schema::schemas;
 pub use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};

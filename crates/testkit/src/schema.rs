@@ -14,13 +14,18 @@ pub struct Schemas {
 }
 
 fn load(name: &str) -> Validator {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/codex-0.169")
-        .join(name);
+    validator_at(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/codex-0.169")
+            .join(name),
+    )
+}
+
+fn validator_at(path: &Path) -> Validator {
     let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     let schema: Value = serde_json::from_str(&text).unwrap();
-    jsonschema::validator_for(&schema).unwrap_or_else(|err| panic!("{name}: {err}"))
+    jsonschema::validator_for(&schema).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 impl Schemas {
@@ -59,6 +64,11 @@ impl Schemas {
         if method == Some("initialize") && object.contains_key("result") {
             Self::expect_valid(&self.initialize_response, &message["result"]);
         }
+    }
+
+    /// Panics unless `instance` is valid under the schema file at `path`.
+    pub fn check_file(path: &Path, instance: &Value) {
+        Self::expect_valid(&validator_at(path), instance);
     }
 
     fn expect_valid(validator: &Validator, instance: &Value) {
