@@ -208,6 +208,15 @@ impl Outgoing {
         }
     }
 
+    /// A notification stamped with the current time.
+    pub fn notification(method: &str, params: Value) -> Outgoing {
+        Outgoing::Notification {
+            method: method.to_owned(),
+            params,
+            emitted_at_ms: now_ms(),
+        }
+    }
+
     /// The method of a notification, for per-connection opt-outs.
     pub fn notification_method(&self) -> Option<&str> {
         match self {

@@ -10,6 +10,7 @@ mod envelope;
 mod initialize;
 mod requests;
 mod schema;
+mod thread;
 
 pub use envelope::{
     ErrorObject, Incoming, Outgoing, RequestId, error_codes, now_ms, parse_incoming,
@@ -20,3 +21,9 @@ pub use requests::{
 };
 pub use schema::schemas;
 pub use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};
+pub use thread::{
+    CwdFilter, ItemsView, SortDirection, Thread, ThreadIdParams, ThreadItem, ThreadListParams,
+    ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey, ThreadStartParams,
+    ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnInterruptParams, TurnStartParams,
+    TurnStatus, UserInput,
+};

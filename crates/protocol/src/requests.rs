@@ -3,7 +3,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tether_device_key::{ProtectionPolicy, SignPayload};
 
-use crate::InitializeParams;
+use crate::{
+    InitializeParams, ThreadIdParams, ThreadListParams, ThreadLoadedListParams, ThreadReadParams,
+    ThreadResumeParams, ThreadStartParams, TurnInterruptParams, TurnStartParams,
+};
 
 /// Every request a client may send, tagged by method with its params.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -12,6 +15,30 @@ pub enum ClientRequest {
     /// Must come first on every connection.
     #[serde(rename = "initialize")]
     Initialize(InitializeParams),
+    /// Start a thread.
+    #[serde(rename = "thread/start")]
+    ThreadStart(ThreadStartParams),
+    /// Load (if needed) and subscribe to a thread.
+    #[serde(rename = "thread/resume")]
+    ThreadResume(ThreadResumeParams),
+    /// Stop receiving a thread's events.
+    #[serde(rename = "thread/unsubscribe")]
+    ThreadUnsubscribe(ThreadIdParams),
+    /// Read a thread without loading it.
+    #[serde(rename = "thread/read")]
+    ThreadRead(ThreadReadParams),
+    /// List persisted threads.
+    #[serde(rename = "thread/list")]
+    ThreadList(ThreadListParams),
+    /// List loaded thread ids.
+    #[serde(rename = "thread/loaded/list")]
+    ThreadLoadedList(ThreadLoadedListParams),
+    /// Start a turn (or steer the running one).
+    #[serde(rename = "turn/start")]
+    TurnStart(TurnStartParams),
+    /// Stop the running turn.
+    #[serde(rename = "turn/interrupt")]
+    TurnInterrupt(TurnInterruptParams),
     /// Create a device key.
     #[serde(rename = "device/key/create")]
     DeviceKeyCreate(DeviceKeyCreateParams),
@@ -39,6 +66,14 @@ impl ClientRequest {
     pub fn method(&self) -> &'static str {
         match self {
             ClientRequest::Initialize(_) => "initialize",
+            ClientRequest::ThreadStart(_) => "thread/start",
+            ClientRequest::ThreadResume(_) => "thread/resume",
+            ClientRequest::ThreadUnsubscribe(_) => "thread/unsubscribe",
+            ClientRequest::ThreadRead(_) => "thread/read",
+            ClientRequest::ThreadList(_) => "thread/list",
+            ClientRequest::ThreadLoadedList(_) => "thread/loaded/list",
+            ClientRequest::TurnStart(_) => "turn/start",
+            ClientRequest::TurnInterrupt(_) => "turn/interrupt",
             ClientRequest::DeviceKeyCreate(_) => "device/key/create",
             ClientRequest::DeviceKeyPublic(_) => "device/key/public",
             ClientRequest::DeviceKeySign(_) => "device/key/sign",
@@ -90,7 +125,7 @@ mod tests {
     fn decode_errors_use_serde_wording() {
         assert_eq!(
             error("bogus/method", None),
-            "unknown variant `bogus/method`, expected one of `initialize`, `device/key/create`, `device/key/public`, `device/key/sign`"
+            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `turn/start`, `turn/interrupt`, `device/key/create`, `device/key/public`, `device/key/sign`"
         );
         assert_eq!(error("initialize", None), "missing field `params`");
         assert_eq!(

@@ -1,12 +1,54 @@
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Settings from `config.toml`, with environment overrides applied.
-#[derive(Clone, Debug, Default)]
+/// Settings from `config.toml` (Codex's keys, so an existing Codex home works), with environment
+/// overrides applied.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct Config {
     /// The `[device_keys]` table.
+    #[serde(default)]
     pub device_keys: DeviceKeysConfig,
+    /// Default model of new threads.
+    pub model: Option<String>,
+    /// Id of the default provider (a key of `model_providers`, or the built-in `openai`).
+    pub model_provider: Option<String>,
+    /// `[model_providers.<id>]`.
+    #[serde(default)]
+    pub model_providers: BTreeMap<String, ProviderConfig>,
+    /// Base URL for ChatGPT-authenticated requests to the built-in `openai` provider.
+    pub chatgpt_base_url: Option<String>,
+    /// Seconds a thread with no subscribers and no activity stays loaded (default 60).
+    pub thread_unload_delay_secs: Option<u64>,
+}
+
+/// `[model_providers.<id>]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ProviderConfig {
+    /// Display name.
+    pub name: Option<String>,
+    /// Requests go to `{base_url}/responses`.
+    pub base_url: Option<String>,
+    /// Only `responses` is supported.
+    pub wire_api: Option<String>,
+    /// Environment variable holding the API key.
+    pub env_key: Option<String>,
+    /// Authenticate with the user's OpenAI login (`auth.json`).
+    #[serde(default)]
+    pub requires_openai_auth: bool,
+    /// Use the Responses WebSocket transport.
+    #[serde(default)]
+    pub supports_websockets: bool,
+    /// Retries of a request that failed before streaming (default 4).
+    pub request_max_retries: Option<u32>,
+    /// Retries of a stream that broke off (default 5).
+    pub stream_max_retries: Option<u32>,
+    /// How long a stream may be silent before it counts as broken (default 300000).
+    pub stream_idle_timeout_ms: Option<u64>,
+    /// Headers added to every request.
+    #[serde(default)]
+    pub http_headers: BTreeMap<String, String>,
 }
 
 /// `[device_keys]`.
@@ -20,14 +62,27 @@ pub struct DeviceKeysConfig {
     pub allow_software_tpm: bool,
 }
 
-/// The parts of `config.toml` this build reads; other tables belong to other components.
-#[derive(Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    device_keys: DeviceKeysConfig,
-}
-
+const KNOWN_SETTINGS: &[&str] = &[
+    "device_keys",
+    "model",
+    "model_provider",
+    "model_providers",
+    "chatgpt_base_url",
+    "thread_unload_delay_secs",
+];
 const KNOWN_DEVICE_KEY_SETTINGS: &[&str] = &["tpm_tcti", "allow_software_tpm"];
+const KNOWN_PROVIDER_SETTINGS: &[&str] = &[
+    "name",
+    "base_url",
+    "wire_api",
+    "env_key",
+    "requires_openai_auth",
+    "supports_websockets",
+    "request_max_retries",
+    "stream_max_retries",
+    "stream_idle_timeout_ms",
+    "http_headers",
+];
 
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,20 +134,30 @@ impl Config {
         let table: toml::Table = text
             .parse()
             .map_err(|err: toml::de::Error| invalid(err.to_string()))?;
-        let mut config = Config::default();
-        if let Some(section) = table.get("device_keys") {
-            let toml::Value::Table(section) = section else {
-                return Err(invalid("`device_keys` must be a table".into()));
-            };
-            for key in section.keys() {
-                if !KNOWN_DEVICE_KEY_SETTINGS.contains(&key.as_str()) {
-                    tracing::warn!(path = %path.display(), "ignoring unknown setting device_keys.{key}");
+        warn_unknown(path, "", &table, KNOWN_SETTINGS);
+        if let Some(toml::Value::Table(section)) = table.get("device_keys") {
+            warn_unknown(path, "device_keys.", section, KNOWN_DEVICE_KEY_SETTINGS);
+        }
+        if let Some(toml::Value::Table(providers)) = table.get("model_providers") {
+            for (id, provider) in providers {
+                if let toml::Value::Table(provider) = provider {
+                    warn_unknown(
+                        path,
+                        &format!("model_providers.{id}."),
+                        provider,
+                        KNOWN_PROVIDER_SETTINGS,
+                    );
                 }
             }
-            // Parsed from the text, not the table, so the error shows the offending line.
-            let typed: ConfigFile =
-                toml::from_str(&text).map_err(|err| invalid(err.to_string()))?;
-            config.device_keys = typed.device_keys;
+        }
+        // Parsed from the text, not the table, so an error shows the offending line and key.
+        let mut config: Config = toml::from_str(&text).map_err(|err| invalid(err.to_string()))?;
+        for (id, provider) in &config.model_providers {
+            if let Some(wire_api) = provider.wire_api.as_deref().filter(|w| *w != "responses") {
+                return Err(invalid(format!(
+                    "model_providers.{id}.wire_api = {wire_api:?}: only \"responses\" is supported"
+                )));
+            }
         }
         if let Some(tcti) = env("TETHER_TPM_TCTI").filter(|v| !v.is_empty()) {
             config.device_keys.tpm_tcti = Some(tcti);
@@ -110,6 +175,12 @@ impl Config {
             };
         }
         Ok(config)
+    }
+}
+
+fn warn_unknown(path: &Path, prefix: &str, table: &toml::Table, known: &[&str]) {
+    for key in table.keys().filter(|key| !known.contains(&key.as_str())) {
+        tracing::warn!(path = %path.display(), "ignoring unknown setting {prefix}{key}");
     }
 }
 
@@ -147,6 +218,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_codex_provider_settings() {
+        let config = load(
+            "model = \"gpt-test\"\nmodel_provider = \"mock\"\nthread_unload_delay_secs = 3\napproval_policy = \"never\"\n\
+             [model_providers.mock]\nname = \"Mock\"\nbase_url = \"http://127.0.0.1:9/v1\"\nwire_api = \"responses\"\n\
+             env_key = \"MOCK_KEY\"\nsupports_websockets = true\nrequest_max_retries = 0\nhttp_headers = { \"x-a\" = \"b\" }\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.model.as_deref(), Some("gpt-test"));
+        assert_eq!(config.thread_unload_delay_secs, Some(3));
+        let mock = &config.model_providers["mock"];
+        assert_eq!(mock.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert!(mock.supports_websockets && !mock.requires_openai_auth);
+        assert_eq!(mock.request_max_retries, Some(0));
+        assert_eq!(mock.http_headers["x-a"], "b");
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let config = load(
             "[device_keys]\ntpm_tcti = \"device:/dev/tpm0\"\n",
@@ -170,7 +259,15 @@ mod tests {
             .to_string();
         assert!(err.contains("allow_software_tpm"), "{err}");
         let err = load("device_keys = 3\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("`device_keys` must be a table"), "{err}");
+        assert!(err.contains("device_keys"), "{err}");
+        let err = load("[model_providers.x]\nwire_api = \"chat\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model_providers.x.wire_api"), "{err}");
+        let err = load("thread_unload_delay_secs = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("thread_unload_delay_secs"), "{err}");
         let err = load("[device_keys\n", &[]).unwrap_err().to_string();
         assert!(err.starts_with("invalid configuration in "), "{err}");
         let err = load("", &[("TETHER_ALLOW_SOFTWARE_TPM", "maybe")])

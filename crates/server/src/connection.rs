@@ -47,6 +47,8 @@ pub enum WhenFull {
 /// What a connection declared in `initialize`.
 #[derive(Clone, Debug, Default)]
 pub struct Session {
+    /// `clientInfo.name`.
+    pub client_name: String,
     /// Experimental methods and fields are allowed.
     pub experimental_api: bool,
     /// May be asked for `attestation/generate`.
@@ -56,9 +58,10 @@ pub struct Session {
 
 impl Session {
     /// From the `capabilities` of `initialize`.
-    pub fn new(capabilities: Option<InitializeCapabilities>) -> Session {
+    pub fn new(client_name: &str, capabilities: Option<InitializeCapabilities>) -> Session {
         let capabilities = capabilities.unwrap_or_default();
         Session {
+            client_name: client_name.to_owned(),
             experimental_api: capabilities.experimental_api,
             request_attestation: capabilities.request_attestation,
             opted_out: capabilities
@@ -193,6 +196,27 @@ impl Registry {
         })
     }
 
+    /// The open connections among `ids`.
+    pub fn connections(&self, ids: impl IntoIterator<Item = u64>) -> Vec<Arc<Connection>> {
+        let connections = self.lock();
+        ids.into_iter()
+            .filter_map(|id| connections.get(&id).cloned())
+            .collect()
+    }
+
+    /// Sends `message` to every initialized connection.
+    pub async fn broadcast(&self, message: Outgoing) {
+        let initialized: Vec<Arc<Connection>> = self
+            .lock()
+            .values()
+            .filter(|c| c.session().is_some())
+            .cloned()
+            .collect();
+        for connection in initialized {
+            connection.send(message.clone()).await;
+        }
+    }
+
     /// How many connections are open.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -232,13 +256,13 @@ mod tests {
         let (c, _rc) = registry.register(Origin::WebSocket, WhenFull::Disconnect, 4);
         let (d, _rd) = registry.register(Origin::WebSocket, WhenFull::Disconnect, 4);
         assert_eq!([a.id(), b.id(), c.id(), d.id()], [0, 1, 2, 3]);
-        assert!(b.initialize(Session::new(capabilities(true, &[]))));
+        assert!(b.initialize(Session::new("test", capabilities(true, &[]))));
         assert!(
-            !b.initialize(Session::new(None)),
+            !b.initialize(Session::new("test", None)),
             "a second initialize is refused"
         );
-        assert!(c.initialize(Session::new(capabilities(true, &[]))));
-        assert!(d.initialize(Session::new(capabilities(false, &[]))));
+        assert!(c.initialize(Session::new("test", capabilities(true, &[]))));
+        assert!(d.initialize(Session::new("test", capabilities(false, &[]))));
         let attesting = |s: &Session| s.request_attestation;
         let pick = |ids: &[u64]| {
             registry
@@ -257,10 +281,10 @@ mod tests {
     async fn opted_out_notifications_are_not_queued_but_responses_are() {
         let registry = Registry::default();
         let (connection, mut receiver) = registry.register(Origin::Stdio, WhenFull::Wait, 8);
-        connection.initialize(Session::new(capabilities(
-            false,
-            &["thread/started", "item/*"],
-        )));
+        connection.initialize(Session::new(
+            "test",
+            capabilities(false, &["thread/started", "item/*"]),
+        ));
         let notify = |method: &str| Outgoing::Notification {
             method: method.into(),
             params: json!({}),

@@ -16,7 +16,12 @@ pub fn open_device_keys(
 ) -> Result<DeviceKeys, DeviceKeyError> {
     let state =
         StateDb::open(&home.state_db()).map_err(|err| DeviceKeyError::Platform(err.to_string()))?;
-    Ok(DeviceKeyStore::new(state, platform_provider(home, config)))
+    Ok(device_keys(state, home, config))
+}
+
+/// The device-key store over an already open state database.
+pub fn device_keys(state: StateDb, home: &Home, config: &DeviceKeysConfig) -> DeviceKeys {
+    DeviceKeyStore::new(state, platform_provider(home, config))
 }
 
 #[cfg(target_os = "linux")]

@@ -39,6 +39,16 @@ impl Home {
             .join("app-server-control.sock")
     }
 
+    /// Per-thread history logs.
+    pub fn threads_dir(&self) -> PathBuf {
+        self.dir.join("threads")
+    }
+
+    /// Credentials, as Codex writes them.
+    pub fn auth_json(&self) -> PathBuf {
+        self.dir.join("auth.json")
+    }
+
     /// Blobs of TPM-wrapped device keys.
     pub fn tpm_key_dir(&self) -> PathBuf {
         self.dir.join("device-keys").join("tpm")

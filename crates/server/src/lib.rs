@@ -15,10 +15,11 @@ mod listen;
 mod processor;
 mod schema;
 mod serve;
+mod threads;
 mod transport;
 mod user_agent;
 
-pub use config::{Config, ConfigError, DeviceKeysConfig};
+pub use config::{Config, ConfigError, DeviceKeysConfig, ProviderConfig};
 pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;

@@ -104,6 +104,19 @@ async fn request(
     let method = request.method();
     match request {
         ClientRequest::Initialize(_) => unreachable!("served above"),
+        ClientRequest::ThreadStart(p) => server.threads.start(server, connection, id, p).await,
+        ClientRequest::ThreadResume(p) => server.threads.resume(server, connection, id, p).await,
+        ClientRequest::ThreadUnsubscribe(p) => {
+            server
+                .threads
+                .unsubscribe(connection, id, &p.thread_id)
+                .await
+        }
+        ClientRequest::ThreadRead(p) => server.threads.read(connection, id, p).await,
+        ClientRequest::ThreadList(p) => server.threads.list(connection, id, p).await,
+        ClientRequest::ThreadLoadedList(p) => server.threads.loaded_list(connection, id, p).await,
+        ClientRequest::TurnStart(p) => server.threads.turn_start(connection, id, p).await,
+        ClientRequest::TurnInterrupt(p) => server.threads.interrupt(connection, id, p).await,
         ClientRequest::DeviceKeyCreate(p) => {
             device_key(server, connection, id, method, move |keys| async move {
                 keys.create(&p.account_user_id, &p.client_id, p.protection_policy)
@@ -144,7 +157,7 @@ async fn initialize(
         platform_family: std::env::consts::FAMILY.to_owned(),
         platform_os: std::env::consts::OS.to_owned(),
     };
-    if !connection.initialize(Session::new(params.capabilities)) {
+    if !connection.initialize(Session::new(name, params.capabilities)) {
         return Err(ErrorObject::invalid_request("Already initialized"));
     }
     tracing::info!(connection = connection.id(), client = %name, "initialized");

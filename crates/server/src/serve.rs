@@ -14,7 +14,11 @@ use tokio_util::task::TaskTracker;
 use crate::connection::Registry;
 use crate::transport::auth::WsAuth;
 use crate::transport::{stdio, websocket};
-use crate::{Config, Home, ListenAddress, open_device_keys};
+use tether_state::StateDb;
+
+use crate::device_keys::device_keys;
+use crate::threads::{Providers, Threads};
+use crate::{Config, Home, ListenAddress};
 
 /// Sizes of queues and frames.
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +107,7 @@ pub enum ServeError {
 pub struct Server {
     pub(crate) registry: Registry,
     pub(crate) device_keys: crate::DeviceKeys,
+    pub(crate) threads: Threads,
     pub(crate) home_dir: String,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -117,8 +122,14 @@ enum Bound {
 
 /// Runs the server until it is told to stop, then shuts down gracefully.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
-    let device_keys = open_device_keys(&options.home, &options.config.device_keys)
+    let state = StateDb::open(&options.home.state_db())
         .map_err(|err| ServeError::State(err.to_string()))?;
+    let device_keys = device_keys(state.clone(), &options.home, &options.config.device_keys);
+    let providers = Providers::new(&options.config, &options.home.auth_json(), |name| {
+        std::env::var(name).ok()
+    });
+    let unload_delay = Duration::from_secs(options.config.thread_unload_delay_secs.unwrap_or(60));
+    let threads = Threads::new(state, options.home.clone(), providers, unload_delay);
     let home_dir = std::path::absolute(options.home.dir())
         .unwrap_or_else(|_| options.home.dir().to_owned())
         .display()
@@ -131,6 +142,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let server = Arc::new(Server {
         registry: Registry::default(),
         device_keys,
+        threads,
         home_dir,
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),

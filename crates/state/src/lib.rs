@@ -1,5 +1,5 @@
 //! tether's state database: one SQLite file, its versioned migrations, and the stores built on it
-//! (today: device-key bindings).
+//! (device-key bindings, the thread index).
 //!
 //! This crate owns the schema and every SQL statement, and nothing but SQLite: it does not know
 //! about providers, JSON-RPC or connections. Opening never repairs or resets anything: a corrupt,
@@ -9,6 +9,7 @@
 mod bindings;
 mod error;
 mod migrations;
+mod threads;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, DatabaseName, OpenFlags};
 
 pub use error::StateError;
+pub use threads::{SortKey, ThreadPage, ThreadQuery, ThreadRecord};
 
 /// How to open the database.
 #[derive(Clone, Copy, Debug)]

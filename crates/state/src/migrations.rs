@@ -16,6 +16,18 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 2: the thread index (histories live in per-thread logs).
+    "CREATE TABLE threads (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        preview TEXT NOT NULL,
+        model_provider TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        metadata TEXT NOT NULL
+    );
+    CREATE INDEX threads_by_created ON threads (created_at, id);
+    CREATE INDEX threads_by_updated ON threads (updated_at, id);",
 ];
 
 /// The version a fully migrated database has.

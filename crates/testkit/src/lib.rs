@@ -1,14 +1,17 @@
 //! Fixtures for tether's tests, all real: a private software TPM per test, the `tether` binary
 //! run as a process, clients speaking JSON over its stdio, TCP WebSocket and unix socket, and a
-//! check of every message a client receives against the codex 0.169 JSON Schema. A missing
+//! check of every message a client receives against the codex 0.169 JSON Schema, and a scripted
+//! Responses API server. A missing
 //! program is a test failure that says what to install, never a skip.
 
 mod client;
 mod process;
 mod schema;
 mod swtpm;
+mod upstream;
 
 pub use client::{Client, Frame};
 pub use process::{TetherProcess, send_signal};
 pub use schema::Schemas;
 pub use swtpm::Swtpm;
+pub use upstream::{RecordedRequest, ResponsesServer, Script, Step, completed, message_response};

@@ -44,6 +44,7 @@ pub async fn run<R, W>(
     // Everything received before the end is still answered.
     let _ = processor.await;
     server.registry.remove(id);
+    server.threads.connection_closed(id).await;
     // The writer ends once the last sender (this one, or an in-flight request's) is gone.
     drop(connection);
     let _ = writer.await;

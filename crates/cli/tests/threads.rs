@@ -1,0 +1,607 @@
+//! Threads and turns end to end: `tether serve` as a process, real clients, and a real loopback
+//! Responses server speaking the SSE event format.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_testkit::{
+    Client, ResponsesServer, Script, Step, TetherProcess, completed, message_response,
+};
+
+const TETHER: &str = env!("CARGO_BIN_EXE_tether");
+
+fn write_config(home: &Path, upstream: &ResponsesServer, unload_delay_secs: u64, websocket: bool) {
+    let config = format!(
+        "model = \"mock-model\"\nmodel_provider = \"mock\"\nthread_unload_delay_secs = {unload_delay_secs}\n\
+         [model_providers.mock]\nname = \"Mock\"\nbase_url = \"{}\"\nwire_api = \"responses\"\n\
+         supports_websockets = {websocket}\nrequest_max_retries = 0\nstream_max_retries = 0\nstream_idle_timeout_ms = 5000\n",
+        upstream.base_url()
+    );
+    std::fs::write(home.join("config.toml"), config).unwrap();
+}
+
+struct Setup {
+    upstream: ResponsesServer,
+    home: tempfile::TempDir,
+    process: TetherProcess,
+}
+
+async fn setup(unload_delay_secs: u64, listen: &[&str]) -> Setup {
+    let upstream = ResponsesServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    write_config(home.path(), &upstream, unload_delay_secs, false);
+    let mut args = Vec::new();
+    for url in listen {
+        args.extend(["--listen", url]);
+    }
+    let process = TetherProcess::start(Path::new(TETHER), home.path(), &args, &[]).await;
+    Setup {
+        upstream,
+        home,
+        process,
+    }
+}
+
+async fn start_thread(client: &mut Client) -> String {
+    let response = client.call("start", "thread/start", json!({})).await;
+    let thread_id = response["result"]["thread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = client.recv().await;
+    assert_eq!(started["method"], "thread/started", "{started}");
+    assert_eq!(started["params"]["thread"]["id"], thread_id);
+    thread_id
+}
+
+fn text(text: &str) -> Value {
+    json!([{"type": "text", "text": text, "text_elements": []}])
+}
+
+/// Receives until a message with `method` arrives; returns everything received, in order.
+async fn until(client: &mut Client, method: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let message = client.recv().await;
+        let done = message["method"] == method;
+        seen.push(message);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn methods(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| match m["method"].as_str() {
+            Some("thread/status/changed") => {
+                format!("status:{}", m["params"]["status"]["type"].as_str().unwrap())
+            }
+            Some(method) => method.to_owned(),
+            None => "response".to_owned(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_turn_over_stdio_streams_every_notification_in_order() {
+    let mut setup = setup(60, &[]).await;
+    setup.upstream.push(Script::Stream(message_response(
+        "r1",
+        &["Hello", " from", " mock"],
+    )));
+    let mut client = setup.process.stdio();
+    client.initialize("probe", Value::Null).await;
+    let start = client.call(1, "thread/start", json!({"cwd": "/tmp"})).await;
+    let thread = &start["result"]["thread"];
+    assert_eq!(thread["status"], json!({"type": "idle"}));
+    assert_eq!(thread["modelProvider"], "mock");
+    assert_eq!(start["result"]["model"], "mock-model");
+    assert_eq!(thread["cwd"], "/tmp");
+    let thread_id = thread["id"].as_str().unwrap().to_owned();
+    assert_eq!(client.recv().await["method"], "thread/started");
+
+    client.request(
+        2,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("hi there"), "clientUserMessageId": "c-1"}),
+    );
+    let messages = until(&mut client, "turn/completed").await;
+    assert_eq!(
+        methods(&messages),
+        [
+            "response",
+            "status:active",
+            "turn/started",
+            "item/started",
+            "item/completed",
+            "item/started",
+            "item/agentMessage/delta",
+            "item/agentMessage/delta",
+            "item/agentMessage/delta",
+            "item/completed",
+            "thread/tokenUsage/updated",
+            "status:idle",
+            "turn/completed",
+        ]
+    );
+    let turn = &messages[0]["result"]["turn"];
+    assert_eq!(turn["status"], "inProgress");
+    assert_eq!(turn["itemsView"], "notLoaded");
+    let user = &messages[4]["params"]["item"];
+    assert_eq!(user["type"], "userMessage");
+    assert_eq!(user["clientId"], "c-1");
+    assert_eq!(user["content"], text("hi there"));
+    let deltas: String = messages[6..9]
+        .iter()
+        .map(|m| m["params"]["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, "Hello from mock");
+    let agent = &messages[9]["params"]["item"];
+    assert_eq!(agent["type"], "agentMessage");
+    assert_eq!(agent["text"], "Hello from mock");
+    assert_eq!(
+        messages[10]["params"]["tokenUsage"]["last"]["totalTokens"],
+        17
+    );
+    let done = &messages[12]["params"]["turn"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["itemsView"], "summary");
+    assert_eq!(done["items"][0]["text"], "Hello from mock");
+
+    let request = &setup.upstream.requests()[0];
+    assert_eq!(request.body["model"], "mock-model");
+    assert_eq!(request.body["stream"], true);
+    assert_eq!(
+        request.body["input"],
+        json!([{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi there"}]}])
+    );
+
+    // The next turn sends the history.
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["again"])));
+    client.request(
+        3,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("more")}),
+    );
+    until(&mut client, "turn/completed").await;
+    let input = &setup.upstream.requests()[1].body["input"];
+    assert_eq!(input.as_array().unwrap().len(), 3, "{input}");
+    assert_eq!(input[1]["content"][0]["text"], "Hello from mock");
+
+    let read = client
+        .call(
+            4,
+            "thread/read",
+            json!({"threadId": thread_id, "includeTurns": true}),
+        )
+        .await;
+    let turns = read["result"]["thread"]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[0]["itemsView"], "full");
+    assert_eq!(turns[0]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(read["result"]["thread"]["preview"], "hi there");
+}
+
+#[tokio::test]
+async fn two_subscribers_see_identical_ordered_streams() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup.upstream.push(Script::Stream(message_response(
+        "r1",
+        &["a", "b", "c", "d"],
+    )));
+    let mut first = setup.process.ws().await;
+    let mut second = setup.process.ws().await;
+    first.initialize("first", Value::Null).await;
+    second.initialize("second", Value::Null).await;
+    let thread_id = start_thread(&mut first).await;
+    assert_eq!(
+        second.recv().await["method"],
+        "thread/started",
+        "broadcast to everyone"
+    );
+    let resumed = second
+        .call("r", "thread/resume", json!({"threadId": thread_id}))
+        .await;
+    assert_eq!(resumed["result"]["thread"]["id"], thread_id);
+    first.request(
+        2,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("go")}),
+    );
+    let mut seen_by_first = until(&mut first, "turn/completed").await;
+    seen_by_first.remove(0);
+    let seen_by_second = until(&mut second, "turn/completed").await;
+    let strip = |messages: &[Value]| {
+        messages
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.as_object_mut().unwrap().remove("emittedAtMs");
+                m
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(methods(&seen_by_first), methods(&seen_by_second));
+    assert_eq!(strip(&seen_by_first), strip(&seen_by_second));
+    assert_eq!(seen_by_second.len(), 13);
+}
+
+#[tokio::test]
+async fn resuming_a_running_thread_never_shows_a_live_event_before_the_response() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut owner = setup.process.ws().await;
+    owner.initialize("owner", Value::Null).await;
+    let thread_id = start_thread(&mut owner).await;
+    for round in 0..10 {
+        let mut steps = message_response(&format!("r{round}"), &[]);
+        let done = steps.split_off(3);
+        for i in 0..40 {
+            steps.push(Step::Event(json!({"type": "response.output_text.delta", "item_id": format!("msg_r{round}"), "delta": format!("{i} ")})));
+            steps.push(Step::Pause(Duration::from_millis(2)));
+        }
+        steps.extend(done);
+        setup.upstream.push(Script::Stream(steps));
+        owner.request(
+            format!("t{round}"),
+            "turn/start",
+            json!({"threadId": thread_id, "input": text("stream")}),
+        );
+        // Let the stream get going, then join from a new connection.
+        until(&mut owner, "item/agentMessage/delta").await;
+        let mut joiner = setup.process.ws().await;
+        joiner.initialize("joiner", Value::Null).await;
+        joiner.request("join", "thread/resume", json!({"threadId": thread_id}));
+        let first = joiner.recv().await;
+        assert_eq!(
+            first["id"], "join",
+            "round {round}: the response comes first, got {first}"
+        );
+        let thread = &first["result"]["thread"];
+        assert_eq!(thread["status"]["type"], "active");
+        let last = thread["turns"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["status"], "inProgress");
+        assert_eq!(
+            last["items"][0]["type"], "userMessage",
+            "only completed items"
+        );
+        let rest = until(&mut joiner, "turn/completed").await;
+        assert!(rest.iter().all(|m| m.get("id").is_none()));
+        until(&mut owner, "turn/completed").await;
+    }
+}
+
+#[tokio::test]
+async fn interrupt_mid_stream_ends_the_turn_as_interrupted() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut steps = message_response("r1", &["partial"]);
+    steps.truncate(3);
+    steps.push(Step::Hang);
+    setup.upstream.push(Script::Stream(steps));
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    let no_turn = client
+        .call(
+            1,
+            "turn/interrupt",
+            json!({"threadId": thread_id, "turnId": "x"}),
+        )
+        .await;
+    assert_eq!(
+        no_turn["error"],
+        json!({"code": -32600, "message": "no active turn to interrupt"})
+    );
+    let started = client
+        .call(
+            2,
+            "turn/start",
+            json!({"threadId": thread_id, "input": text("wait")}),
+        )
+        .await;
+    let turn_id = started["result"]["turn"]["id"].as_str().unwrap().to_owned();
+    until(&mut client, "item/agentMessage/delta").await;
+    client.request(
+        3,
+        "turn/interrupt",
+        json!({"threadId": thread_id, "turnId": turn_id}),
+    );
+    let after = until(&mut client, "turn/completed").await;
+    assert_eq!(
+        methods(&after),
+        ["response", "status:idle", "turn/completed"]
+    );
+    assert_eq!(after[0]["result"], json!({}));
+    let turn = &after[2]["params"]["turn"];
+    assert_eq!(turn["status"], "interrupted");
+    assert_eq!(turn["error"], Value::Null);
+    assert_eq!(turn["items"], json!([]));
+    assert_eq!(turn["itemsView"], "notLoaded");
+}
+
+async fn failed_turn(script: Script) -> Value {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup.upstream.push(script);
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    client.request(
+        2,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("fail")}),
+    );
+    let messages = until(&mut client, "turn/completed").await;
+    let tail: Vec<Value> = messages[messages.len() - 3..].to_vec();
+    assert_eq!(
+        methods(&tail),
+        ["status:systemError", "error", "turn/completed"]
+    );
+    assert_eq!(tail[1]["params"]["willRetry"], false);
+    assert_eq!(tail[2]["params"]["turn"]["status"], "failed");
+    assert_eq!(
+        tail[2]["params"]["turn"]["error"],
+        tail[1]["params"]["error"]
+    );
+    tail[1]["params"]["error"].clone()
+}
+
+#[tokio::test]
+async fn upstream_failures_map_to_turn_errors() {
+    let server_error = failed_turn(Script::Status(500, "boom".into())).await;
+    assert_eq!(server_error["codexErrorInfo"], "internalServerError");
+    assert_eq!(
+        server_error["message"],
+        "We’re currently experiencing high demand, which may cause temporary errors."
+    );
+    let bad_request = failed_turn(Script::Status(400, "{\"error\":\"bad\"}".into())).await;
+    assert_eq!(bad_request["codexErrorInfo"], "other");
+    assert_eq!(bad_request["message"], "{\"error\":\"bad\"}");
+    let mut cut = message_response("r1", &["x"]);
+    cut.truncate(3);
+    cut.push(Step::Cut);
+    let disconnected = failed_turn(Script::Stream(cut)).await;
+    assert_eq!(
+        disconnected["message"],
+        "stream disconnected before completion: stream closed before response.completed"
+    );
+}
+
+#[tokio::test]
+async fn input_during_a_turn_steers_it() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut first = message_response("r1", &["thinking"]);
+    first.truncate(3);
+    first.push(Step::Hang);
+    setup.upstream.push(Script::Stream(first));
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["steered"])));
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    let started = client
+        .call(
+            2,
+            "turn/start",
+            json!({"threadId": thread_id, "input": text("one")}),
+        )
+        .await;
+    let turn_id = started["result"]["turn"]["id"].clone();
+    until(&mut client, "item/agentMessage/delta").await;
+    client.request(
+        3,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("two")}),
+    );
+    let rest = until(&mut client, "turn/completed").await;
+    assert_eq!(rest[0]["result"]["turn"]["id"], turn_id, "same turn");
+    assert!(!methods(&rest).contains(&"turn/started".to_owned()));
+    let user = rest
+        .iter()
+        .find(|m| m["method"] == "item/completed")
+        .unwrap();
+    assert_eq!(user["params"]["item"]["content"], text("two"));
+    let done = rest.last().unwrap();
+    assert_eq!(done["params"]["turn"]["id"], turn_id);
+    assert_eq!(done["params"]["turn"]["items"][0]["text"], "steered");
+    let input = &setup.upstream.requests()[1].body["input"];
+    assert_eq!(
+        input.as_array().unwrap().len(),
+        2,
+        "both user messages, no partial answer: {input}"
+    );
+}
+
+#[tokio::test]
+async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
+    let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r1", &["remembered"])));
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    let empty_id = start_thread(&mut client).await;
+    client.request(
+        2,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("remember this")}),
+    );
+    until(&mut client, "turn/completed").await;
+    setup.process.signal("KILL");
+    setup.process.wait(Duration::from_secs(5)).await;
+    // A torn line at the end of the log, as a crash mid-write would leave.
+    let log = setup
+        .home
+        .path()
+        .join("threads")
+        .join(format!("{thread_id}.jsonl"));
+    let mut text_so_far = std::fs::read_to_string(&log).unwrap();
+    text_so_far.push_str("{\"id\":\"torn");
+    std::fs::write(&log, text_so_far).unwrap();
+
+    let process = TetherProcess::start(
+        Path::new(TETHER),
+        setup.home.path(),
+        &["--listen", "ws://127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let mut client = process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let listed = client.call(1, "thread/list", json!({})).await;
+    let ids: Vec<&str> = listed["result"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [empty_id.as_str(), thread_id.as_str()], "newest first");
+    assert_eq!(listed["result"]["data"][1]["status"]["type"], "notLoaded");
+    client.request(2, "thread/resume", json!({"threadId": thread_id}));
+    let status = client.recv().await;
+    assert_eq!(
+        status["params"]["status"]["type"], "idle",
+        "cold resume announces the load first: {status}"
+    );
+    let resumed = client.recv().await;
+    let turns = resumed["result"]["thread"]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(turns[0]["items"][1]["text"], "remembered");
+    assert_eq!(resumed["result"]["thread"]["preview"], "remember this");
+    // A thread that never had a turn resumes too.
+    client.request(3, "thread/resume", json!({"threadId": empty_id}));
+    let _status = client.recv().await;
+    assert_eq!(client.recv().await["result"]["thread"]["turns"], json!([]));
+    // And the history keeps growing after the restart.
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["still here"])));
+    client.request(
+        4,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("and now?")}),
+    );
+    until(&mut client, "turn/completed").await;
+    let input = &setup.upstream.requests()[1].body["input"];
+    assert_eq!(input[1]["content"][0]["text"], "remembered");
+}
+
+#[tokio::test]
+async fn an_idle_thread_without_subscribers_unloads_after_the_delay() {
+    let setup = setup(1, &["ws://127.0.0.1:0"]).await;
+    let mut owner = setup.process.ws().await;
+    let mut watcher = setup.process.ws().await;
+    owner.initialize("owner", Value::Null).await;
+    watcher.initialize("watcher", Value::Null).await;
+    let thread_id = start_thread(&mut owner).await;
+    assert_eq!(watcher.recv().await["method"], "thread/started");
+    let loaded = owner.call(1, "thread/loaded/list", json!({})).await;
+    assert_eq!(loaded["result"]["data"], json!([thread_id]));
+    let unsubscribed = owner
+        .call(2, "thread/unsubscribe", json!({"threadId": thread_id}))
+        .await;
+    assert_eq!(unsubscribed["result"]["status"], "unsubscribed");
+    let again = owner
+        .call(3, "thread/unsubscribe", json!({"threadId": thread_id}))
+        .await;
+    assert_eq!(again["result"]["status"], "notSubscribed");
+    let started = std::time::Instant::now();
+    let status = watcher.recv().await;
+    let closed = watcher.recv().await;
+    let waited = started.elapsed();
+    assert_eq!(
+        status["params"],
+        json!({"threadId": thread_id, "status": {"type": "notLoaded"}})
+    );
+    assert_eq!(closed["method"], "thread/closed");
+    assert_eq!(closed["emittedAtMs"], status["emittedAtMs"]);
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Broadcasts reach the owner too.
+    assert_eq!(owner.recv().await, status);
+    assert_eq!(owner.recv().await, closed);
+    let gone = owner
+        .call(4, "thread/unsubscribe", json!({"threadId": thread_id}))
+        .await;
+    assert_eq!(gone["result"]["status"], "notLoaded");
+    let not_found = owner
+        .call(5, "turn/start", json!({"threadId": thread_id, "input": []}))
+        .await;
+    assert_eq!(
+        not_found["error"]["message"],
+        format!("thread not found: {thread_id}")
+    );
+}
+
+#[tokio::test]
+async fn thread_errors_have_their_texts() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let bad = client
+        .call(1, "thread/resume", json!({"threadId": "abc"}))
+        .await;
+    assert_eq!(
+        bad["error"]["message"],
+        "invalid thread id: invalid length: expected length 32 for simple format, found 3"
+    );
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let read = client
+        .call(2, "thread/read", json!({"threadId": unknown}))
+        .await;
+    assert_eq!(
+        read["error"]["message"],
+        format!("thread not loaded: {unknown}")
+    );
+    let resume = client
+        .call(3, "thread/resume", json!({"threadId": unknown}))
+        .await;
+    assert_eq!(
+        resume["error"]["message"],
+        format!("no rollout found for thread id {unknown}")
+    );
+    let unsubscribe = client
+        .call(4, "thread/unsubscribe", json!({"threadId": unknown}))
+        .await;
+    assert_eq!(unsubscribe["result"]["status"], "notLoaded");
+    let provider = client
+        .call(5, "thread/start", json!({"modelProvider": "nope"}))
+        .await;
+    assert_eq!(provider["error"]["message"], "unknown model provider: nope");
+}
+
+#[tokio::test]
+async fn a_turn_over_the_upstream_websocket() {
+    let upstream = ResponsesServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    write_config(home.path(), &upstream, 60, true);
+    upstream.push(Script::Stream(vec![
+        Step::Event(json!({"type": "response.created", "response": {"id": "w1"}})),
+        Step::Event(json!({"type": "response.output_item.added", "item": {"type": "message", "id": "m", "content": []}})),
+        Step::Event(json!({"type": "response.output_text.delta", "item_id": "m", "delta": "over ws"})),
+        Step::Event(json!({"type": "response.output_item.done", "item": {"type": "message", "id": "m", "content": [{"type": "output_text", "text": "over ws"}]}})),
+        completed("w1"),
+    ]));
+    let mut process = TetherProcess::start(Path::new(TETHER), home.path(), &[], &[]).await;
+    let mut client = process.stdio();
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    client.request(
+        2,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("hello")}),
+    );
+    let messages = until(&mut client, "turn/completed").await;
+    assert_eq!(
+        messages.last().unwrap()["params"]["turn"]["items"][0]["text"],
+        "over ws"
+    );
+    assert_eq!(upstream.requests()[0].transport, "websocket");
+}

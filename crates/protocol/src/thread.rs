@@ -1,0 +1,325 @@
+//! Threads, turns and items: the v2 shapes tether emits and the params it accepts.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A conversation thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Thread {
+    pub id: String,
+    pub session_id: String,
+    pub forked_from_id: Option<String>,
+    pub parent_thread_id: Option<String>,
+    /// The first user message, or empty.
+    pub preview: String,
+    pub ephemeral: bool,
+    pub project_id: Option<String>,
+    pub model_provider: String,
+    pub model: Option<String>,
+    pub reasoning_effort: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    pub status: ThreadStatus,
+    /// The history log; `null` for ephemeral threads.
+    pub path: Option<String>,
+    pub cwd: String,
+    pub cli_version: String,
+    /// `clientInfo.name` of the creating client.
+    pub originator: Option<String>,
+    pub source: String,
+    pub name: Option<String>,
+    /// Filled only by `thread/resume` and `thread/read` with turns.
+    pub turns: Vec<Turn>,
+}
+
+/// A loaded thread's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ThreadStatus {
+    /// Not in memory.
+    NotLoaded,
+    /// Loaded, no turn running.
+    Idle,
+    /// The last turn failed.
+    SystemError,
+    /// A turn is running.
+    Active {
+        /// `waitingOnApproval`, `waitingOnUserInput`.
+        active_flags: Vec<String>,
+    },
+}
+
+/// How much of a turn's items a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ItemsView {
+    /// None loaded.
+    NotLoaded,
+    /// The display summary.
+    Summary,
+    /// Every item.
+    Full,
+}
+
+/// Where a turn is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TurnStatus {
+    /// Finished normally.
+    Completed,
+    /// Stopped by `turn/interrupt`.
+    Interrupted,
+    /// Ended by an error.
+    Failed,
+    /// Running.
+    InProgress,
+}
+
+/// One model round trip (or several, with tools) started by user input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Turn {
+    pub id: String,
+    pub root_turn_id: Option<String>,
+    pub items: Vec<ThreadItem>,
+    pub items_view: ItemsView,
+    pub status: TurnStatus,
+    pub error: Option<TurnError>,
+    /// Unix seconds.
+    pub started_at: Option<i64>,
+    /// Unix seconds.
+    pub completed_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// Why a turn failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnError {
+    /// Human-readable.
+    pub message: String,
+    /// A `CodexErrorInfo`: a string or a single-key object.
+    pub codex_error_info: Option<Value>,
+    /// More detail, if any.
+    pub additional_details: Option<String>,
+}
+
+/// An item of a turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[allow(missing_docs)]
+pub enum ThreadItem {
+    /// What the user sent.
+    UserMessage {
+        id: String,
+        client_id: Option<String>,
+        content: Vec<UserInput>,
+        started_at_ms: Option<i64>,
+        completed_at_ms: Option<i64>,
+    },
+    /// What the model answered.
+    AgentMessage {
+        id: String,
+        text: String,
+        phase: Option<String>,
+        memory_citation: Option<Value>,
+        started_at_ms: Option<i64>,
+        completed_at_ms: Option<i64>,
+    },
+    /// The model's reasoning summary.
+    Reasoning {
+        id: String,
+        summary: Vec<String>,
+        content: Vec<String>,
+        started_at_ms: Option<i64>,
+        completed_at_ms: Option<i64>,
+    },
+}
+
+impl ThreadItem {
+    /// The item id.
+    pub fn id(&self) -> &str {
+        match self {
+            ThreadItem::UserMessage { id, .. }
+            | ThreadItem::AgentMessage { id, .. }
+            | ThreadItem::Reasoning { id, .. } => id,
+        }
+    }
+}
+
+/// One piece of user input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum UserInput {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+        /// UI spans within the text; kept as given.
+        #[serde(default)]
+        text_elements: Vec<Value>,
+    },
+    /// An image by URL (or data URL).
+    Image {
+        /// The image.
+        url: String,
+    },
+}
+
+/// `thread/start` params: every member optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ThreadStartParams {
+    pub model: Option<String>,
+    pub model_provider: Option<String>,
+    pub cwd: Option<String>,
+    pub base_instructions: Option<String>,
+    pub developer_instructions: Option<String>,
+    /// In memory only: no history log, no index row.
+    pub ephemeral: Option<bool>,
+}
+
+/// Params naming a thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadIdParams {
+    /// The thread.
+    pub thread_id: String,
+}
+
+/// `thread/resume` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadResumeParams {
+    /// The thread.
+    pub thread_id: String,
+    /// Metadata only: `thread.turns` is empty.
+    #[serde(default)]
+    pub exclude_turns: bool,
+}
+
+/// `thread/read` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadReadParams {
+    /// The thread.
+    pub thread_id: String,
+    /// Include every turn with its items.
+    #[serde(default)]
+    pub include_turns: bool,
+}
+
+/// `thread/list` sort key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum ThreadSortKey {
+    CreatedAt,
+    UpdatedAt,
+    RecencyAt,
+    SectionPosition,
+}
+
+/// `thread/list` direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum SortDirection {
+    Asc,
+    Desc,
+}
+
+/// One working directory or several.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum CwdFilter {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `thread/list` params: all optional, unknown members ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ThreadListParams {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+    pub sort_key: Option<ThreadSortKey>,
+    pub sort_direction: Option<SortDirection>,
+    pub model_providers: Option<Vec<String>>,
+    pub cwd: Option<CwdFilter>,
+    pub search_term: Option<String>,
+}
+
+/// `thread/loaded/list` params.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ThreadLoadedListParams {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `turn/start` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnStartParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The user's input (may be empty).
+    pub input: Vec<UserInput>,
+    /// Echoed as the user message item's `clientId`.
+    #[serde(default)]
+    pub client_user_message_id: Option<String>,
+    /// Model for this turn and later ones.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// `turn/interrupt` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnInterruptParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn.
+    pub turn_id: String,
+}
+
+/// Token counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct TokenUsageBreakdown {
+    pub total_tokens: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_output_tokens: i64,
+}
+
+impl std::ops::AddAssign for TokenUsageBreakdown {
+    fn add_assign(&mut self, other: Self) {
+        self.total_tokens += other.total_tokens;
+        self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.reasoning_output_tokens += other.reasoning_output_tokens;
+    }
+}

@@ -1,0 +1,711 @@
+//! The task that owns one loaded thread. Every request about the thread and every upstream event
+//! of its turns arrive in its one mailbox and are handled in order, and every message about the
+//! thread leaves from here, so the order clients see is the order things happened: a resume's
+//! response can never be overtaken by a live event, and all subscribers see the same sequence.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tether_protocol::{
+    ErrorObject, ItemsView, Outgoing, RequestId, Thread, ThreadItem, ThreadStatus,
+    TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus, UserInput, now_ms,
+};
+use tether_upstream::{OutputItem, ResponseEvent, UpstreamError, Usage};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant as Deadline;
+use tokio_util::sync::CancellationToken;
+
+use super::history::HistoryLog;
+use super::sampler::{Sampled, sample};
+use super::{Settings, Threads};
+use crate::Server;
+use crate::connection::Connection;
+
+/// What the actor is asked to do.
+pub enum Command {
+    /// Answer the `thread/start` that created the thread.
+    Started {
+        connection: Arc<Connection>,
+        id: RequestId,
+    },
+    /// `thread/resume`; `cold` when this request loaded the thread.
+    Resume {
+        connection: Arc<Connection>,
+        id: RequestId,
+        exclude_turns: bool,
+        cold: bool,
+    },
+    /// `thread/unsubscribe`.
+    Unsubscribe {
+        connection: Arc<Connection>,
+        id: RequestId,
+    },
+    /// `thread/read` of a loaded thread.
+    Read {
+        connection: Arc<Connection>,
+        id: RequestId,
+        include_turns: bool,
+    },
+    /// `turn/start`.
+    TurnStart {
+        connection: Arc<Connection>,
+        id: RequestId,
+        params: TurnStartParams,
+    },
+    /// `turn/interrupt`.
+    Interrupt {
+        connection: Arc<Connection>,
+        id: RequestId,
+        turn_id: String,
+    },
+    /// A connection closed.
+    ConnectionClosed(u64),
+    /// An event of the sampling round `generation`.
+    Sampled { generation: u64, sampled: Sampled },
+}
+
+struct ActiveTurn {
+    turn: Turn,
+    started: Instant,
+    /// Items completed so far, in order.
+    items: Vec<ThreadItem>,
+    /// The agent message being streamed: id, text so far, start time.
+    streaming: Option<(String, String, i64)>,
+    generation: u64,
+    cancel: CancellationToken,
+}
+
+pub struct Actor {
+    server: Arc<Server>,
+    thread: Thread,
+    settings: Settings,
+    history: Vec<Turn>,
+    log: Option<HistoryLog>,
+    subscribers: BTreeSet<u64>,
+    active: Option<ActiveTurn>,
+    generations: u64,
+    usage: TokenUsageBreakdown,
+    status: watch::Sender<ThreadStatus>,
+    mailbox: mpsc::Receiver<Command>,
+    myself: mpsc::Sender<Command>,
+}
+
+impl Actor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        server: Arc<Server>,
+        thread: Thread,
+        settings: Settings,
+        history: Vec<Turn>,
+        log: Option<HistoryLog>,
+        status: watch::Sender<ThreadStatus>,
+        mailbox: mpsc::Receiver<Command>,
+        myself: mpsc::Sender<Command>,
+    ) -> Actor {
+        Actor {
+            server,
+            thread,
+            settings,
+            history,
+            log,
+            subscribers: BTreeSet::new(),
+            active: None,
+            generations: 0,
+            usage: TokenUsageBreakdown::default(),
+            status,
+            mailbox,
+            myself,
+        }
+    }
+
+    fn threads(&self) -> &Threads {
+        &self.server.threads
+    }
+
+    /// Serves commands until the thread unloads or the server shuts down.
+    pub async fn run(mut self) {
+        let delay = self.threads().unload_delay;
+        let mut unload_at: Option<Deadline> = None;
+        loop {
+            let idle = self.subscribers.is_empty() && self.active.is_none();
+            match (idle, unload_at) {
+                (true, None) => unload_at = Some(Deadline::now() + delay),
+                (false, Some(_)) => unload_at = None,
+                _ => {}
+            }
+            tokio::select! {
+                command = self.mailbox.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => return,
+                },
+                _ = sleep_until(unload_at) => {
+                    self.unload().await;
+                    return;
+                }
+                _ = self.server.shutdown.cancelled() => {
+                    self.interrupt_for_shutdown().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Started { connection, id } => {
+                self.subscribers.insert(connection.id());
+                let response = self
+                    .threads()
+                    .session_response(&self.thread_object(false), &self.settings);
+                connection.send(Outgoing::response(id, &response)).await;
+                let thread = self.thread_object(false);
+                self.broadcast("thread/started", json!({"thread": thread}))
+                    .await;
+            }
+            Command::Resume {
+                connection,
+                id,
+                exclude_turns,
+                cold,
+            } => {
+                if cold {
+                    self.broadcast_status().await;
+                }
+                let thread = self.thread_object(!exclude_turns);
+                let response = self.threads().session_response(&thread, &self.settings);
+                connection.send(Outgoing::response(id, &response)).await;
+                // From here on the connection gets every live event, none before the response.
+                self.subscribers.insert(connection.id());
+            }
+            Command::Unsubscribe { connection, id } => {
+                let status = if self.subscribers.remove(&connection.id()) {
+                    "unsubscribed"
+                } else {
+                    "notSubscribed"
+                };
+                connection
+                    .send(Outgoing::response(id, &json!({"status": status})))
+                    .await;
+            }
+            Command::Read {
+                connection,
+                id,
+                include_turns,
+            } => {
+                let thread = self.thread_object(include_turns);
+                connection
+                    .send(Outgoing::response(id, &json!({"thread": thread})))
+                    .await;
+            }
+            Command::TurnStart {
+                connection,
+                id,
+                params,
+            } => self.turn_start(connection, id, params).await,
+            Command::Interrupt {
+                connection,
+                id,
+                turn_id,
+            } => self.interrupt(connection, id, turn_id).await,
+            Command::ConnectionClosed(connection) => {
+                self.subscribers.remove(&connection);
+            }
+            Command::Sampled {
+                generation,
+                sampled,
+            } => {
+                if self
+                    .active
+                    .as_ref()
+                    .is_some_and(|turn| turn.generation == generation)
+                {
+                    self.sampled(sampled).await;
+                }
+            }
+        }
+    }
+
+    /// The thread as clients see it; `with_turns` adds the history and the running turn's
+    /// completed items.
+    fn thread_object(&self, with_turns: bool) -> Thread {
+        let mut thread = self.thread.clone();
+        thread.status = self.status.borrow().clone();
+        if with_turns {
+            thread.turns = self.history.iter().cloned().map(full_view).collect();
+            if let Some(active) = &self.active {
+                let mut turn = active.turn.clone();
+                turn.items = active.items.clone();
+                turn.items_view = ItemsView::Full;
+                thread.turns.push(turn);
+            }
+        }
+        thread
+    }
+
+    async fn set_status(&mut self, status: ThreadStatus) {
+        self.status.send_replace(status);
+        self.broadcast_status().await;
+    }
+
+    async fn broadcast_status(&self) {
+        let status = self.status.borrow().clone();
+        self.broadcast(
+            "thread/status/changed",
+            json!({"threadId": self.thread.id, "status": status}),
+        )
+        .await;
+    }
+
+    async fn broadcast(&self, method: &str, params: Value) {
+        self.server
+            .registry
+            .broadcast(Outgoing::notification(method, params))
+            .await;
+    }
+
+    async fn notify_subscribers(&self, method: &str, params: Value) {
+        let message = Outgoing::notification(method, params);
+        for connection in self
+            .server
+            .registry
+            .connections(self.subscribers.iter().copied())
+        {
+            connection.send(message.clone()).await;
+        }
+    }
+
+    async fn turn_start(
+        &mut self,
+        connection: Arc<Connection>,
+        id: RequestId,
+        params: TurnStartParams,
+    ) {
+        if let Some(model) = params.model.clone() {
+            self.settings.model = model;
+        }
+        let user_message = ThreadItem::UserMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            client_id: params.client_user_message_id.clone(),
+            content: params.input.clone(),
+            started_at_ms: Some(now_ms()),
+            completed_at_ms: Some(now_ms()),
+        };
+        if self.thread.preview.is_empty()
+            && let Some(text) = first_text(&params.input)
+        {
+            self.thread.preview = text;
+        }
+        let steering = self.active.is_some();
+        if !steering {
+            let turn_id = uuid::Uuid::now_v7().to_string();
+            let turn = Turn {
+                id: turn_id.clone(),
+                root_turn_id: Some(turn_id),
+                items: Vec::new(),
+                items_view: ItemsView::NotLoaded,
+                status: TurnStatus::InProgress,
+                error: None,
+                started_at: None,
+                completed_at: None,
+                duration_ms: None,
+            };
+            self.active = Some(ActiveTurn {
+                turn,
+                started: Instant::now(),
+                items: Vec::new(),
+                streaming: None,
+                generation: 0,
+                cancel: CancellationToken::new(),
+            });
+        }
+        let active = self.active.as_mut().expect("set above");
+        let mut response_turn = active.turn.clone();
+        response_turn.started_at = None;
+        connection
+            .send(Outgoing::response(id, &json!({"turn": response_turn})))
+            .await;
+        let turn_id = active.turn.id.clone();
+        if !steering {
+            active.turn.started_at = Some(now_ms() / 1000);
+            let started = active.turn.clone();
+            self.set_status(ThreadStatus::Active {
+                active_flags: vec![],
+            })
+            .await;
+            self.notify_subscribers(
+                "turn/started",
+                json!({"threadId": self.thread.id, "turn": started}),
+            )
+            .await;
+        }
+        self.item_started(&turn_id, &user_message).await;
+        self.item_completed(&turn_id, user_message).await;
+        self.sample().await;
+    }
+
+    /// Starts a sampling round over the history and the running turn, replacing any round in
+    /// flight (whose partial agent message is dropped).
+    async fn sample(&mut self) {
+        self.generations += 1;
+        let generation = self.generations;
+        let input = self.model_input();
+        let body = json!({
+            "model": self.settings.model,
+            "instructions": self.settings.base_instructions,
+            "input": input,
+            "tools": [],
+            "tool_choice": "auto",
+            "parallel_tool_calls": false,
+            "store": false,
+            "stream": true,
+        });
+        let provider = self.threads().providers.get(&self.thread.model_provider);
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        active.cancel.cancel();
+        active.cancel = CancellationToken::new();
+        active.generation = generation;
+        active.streaming = None;
+        match provider {
+            Ok(provider) => {
+                let cancel = active.cancel.clone();
+                self.server.tasks.spawn(sample(
+                    provider,
+                    body,
+                    generation,
+                    self.myself.clone(),
+                    cancel,
+                ));
+            }
+            Err(message) => {
+                let error = UpstreamError::Config(message);
+                self.sampled(Sampled::Failed(error)).await;
+            }
+        }
+    }
+
+    fn model_input(&self) -> Vec<Value> {
+        let mut input = Vec::new();
+        if let Some(developer) = &self.settings.developer_instructions {
+            input.push(json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": developer}]}));
+        }
+        let history = self.history.iter().flat_map(|turn| turn.items.iter());
+        let current = self.active.iter().flat_map(|turn| turn.items.iter());
+        for item in history.chain(current) {
+            match item {
+                ThreadItem::UserMessage { content, .. } => {
+                    let parts: Vec<Value> = content
+                        .iter()
+                        .map(|part| match part {
+                            UserInput::Text { text, .. } => {
+                                json!({"type": "input_text", "text": text})
+                            }
+                            UserInput::Image { url } => {
+                                json!({"type": "input_image", "image_url": url})
+                            }
+                        })
+                        .collect();
+                    input.push(json!({"type": "message", "role": "user", "content": parts}));
+                }
+                ThreadItem::AgentMessage { text, .. } => {
+                    input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}));
+                }
+                ThreadItem::Reasoning { .. } => {}
+            }
+        }
+        input
+    }
+
+    async fn item_started(&self, turn_id: &str, item: &ThreadItem) {
+        let params = json!({"item": item, "threadId": self.thread.id, "turnId": turn_id, "startedAtMs": now_ms()});
+        self.notify_subscribers("item/started", params).await;
+    }
+
+    async fn item_completed(&mut self, turn_id: &str, item: ThreadItem) {
+        let params = json!({"item": item, "threadId": self.thread.id, "turnId": turn_id, "contentTokenCount": null, "completedAtMs": now_ms()});
+        self.notify_subscribers("item/completed", params).await;
+        if let Some(active) = self.active.as_mut() {
+            active.items.push(item);
+        }
+    }
+
+    async fn sampled(&mut self, sampled: Sampled) {
+        let Some(turn_id) = self.active.as_ref().map(|t| t.turn.id.clone()) else {
+            return;
+        };
+        match sampled {
+            Sampled::Event(ResponseEvent::ItemAdded(OutputItem::Message { id, .. })) => {
+                let started_at = now_ms();
+                let item = agent_message(&id, "", Some(started_at), None);
+                if let Some(active) = self.active.as_mut() {
+                    active.streaming = Some((id, String::new(), started_at));
+                }
+                self.item_started(&turn_id, &item).await;
+            }
+            Sampled::Event(ResponseEvent::TextDelta { item_id, delta }) => {
+                if let Some((_, text, _)) = self.active.as_mut().and_then(|a| a.streaming.as_mut())
+                {
+                    text.push_str(&delta);
+                }
+                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "itemId": item_id, "delta": delta});
+                self.notify_subscribers("item/agentMessage/delta", params)
+                    .await;
+            }
+            Sampled::Event(ResponseEvent::ItemDone(OutputItem::Message { id, text })) => {
+                let streamed = self.active.as_mut().and_then(|a| a.streaming.take());
+                let started_at = streamed.map(|(_, _, at)| at).unwrap_or_else(now_ms);
+                let item = agent_message(&id, &text, Some(started_at), Some(now_ms()));
+                self.item_completed(&turn_id, item).await;
+            }
+            Sampled::Event(ResponseEvent::ItemDone(OutputItem::Reasoning { id, summary }))
+                if !summary.is_empty() =>
+            {
+                let at = Some(now_ms());
+                let item = ThreadItem::Reasoning {
+                    id,
+                    summary,
+                    content: vec![],
+                    started_at_ms: at,
+                    completed_at_ms: at,
+                };
+                self.item_started(&turn_id, &item).await;
+                self.item_completed(&turn_id, item).await;
+            }
+            Sampled::Event(ResponseEvent::Completed { usage, .. }) => {
+                if let Some(usage) = usage {
+                    self.token_usage(&turn_id, usage).await;
+                }
+                self.finish(TurnStatus::Completed, None).await;
+            }
+            Sampled::Event(_) => {}
+            Sampled::Retrying(error) => {
+                if let Some(active) = self.active.as_mut() {
+                    active.streaming = None;
+                }
+                let params = json!({"error": turn_error(&error), "willRetry": true, "threadId": self.thread.id, "turnId": turn_id});
+                self.notify_subscribers("error", params).await;
+            }
+            Sampled::Failed(error) => {
+                let error = turn_error(&error);
+                self.status.send_replace(ThreadStatus::SystemError);
+                self.broadcast_status().await;
+                let params = json!({"error": error, "willRetry": false, "threadId": self.thread.id, "turnId": turn_id});
+                self.notify_subscribers("error", params).await;
+                self.finish(TurnStatus::Failed, Some(error)).await;
+            }
+        }
+    }
+
+    async fn token_usage(&mut self, turn_id: &str, usage: Usage) {
+        let last = TokenUsageBreakdown {
+            total_tokens: usage.total_tokens,
+            input_tokens: usage.input_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            output_tokens: usage.output_tokens,
+            reasoning_output_tokens: usage.reasoning_output_tokens,
+        };
+        self.usage += last;
+        let params = json!({
+            "threadId": self.thread.id,
+            "turnId": turn_id,
+            "tokenUsage": {"total": self.usage, "last": last, "modelContextWindow": null},
+        });
+        self.notify_subscribers("thread/tokenUsage/updated", params)
+            .await;
+    }
+
+    /// Ends the running turn: status, `turn/completed`, then the durable record.
+    async fn finish(&mut self, status: TurnStatus, error: Option<TurnError>) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        active.cancel.cancel();
+        let completed_at = now_ms();
+        let mut turn = active.turn;
+        turn.status = status;
+        turn.error = error;
+        turn.completed_at = Some(completed_at / 1000);
+        turn.duration_ms = Some(active.started.elapsed().as_millis() as i64);
+        if status != TurnStatus::Failed {
+            self.set_status(ThreadStatus::Idle).await;
+        }
+        let mut announced = turn.clone();
+        if status == TurnStatus::Completed {
+            announced.items = active
+                .items
+                .iter()
+                .filter(|item| matches!(item, ThreadItem::AgentMessage { .. }))
+                .cloned()
+                .collect();
+            announced.items_view = ItemsView::Summary;
+        }
+        self.notify_subscribers(
+            "turn/completed",
+            json!({"threadId": self.thread.id, "turn": announced}),
+        )
+        .await;
+        turn.items = active.items;
+        turn.items_view = ItemsView::Full;
+        self.record(turn).await;
+    }
+
+    /// Appends the turn to the history log (synced) and updates the index.
+    async fn record(&mut self, turn: Turn) {
+        self.thread.updated_at = now_ms() / 1000;
+        if let Some(log) = &self.log {
+            if let Err(err) = log.append(&turn) {
+                tracing::error!(thread = %self.thread.id, "cannot write the history log: {err}");
+            }
+            let touched = self
+                .threads()
+                .state
+                .touch_thread(
+                    &self.thread.id,
+                    self.thread.updated_at,
+                    &self.thread.preview,
+                )
+                .await;
+            if let Err(err) = touched {
+                tracing::error!(thread = %self.thread.id, "cannot update the thread index: {err}");
+            }
+        }
+        self.history.push(turn);
+    }
+
+    async fn interrupt(&mut self, connection: Arc<Connection>, id: RequestId, turn_id: String) {
+        if self
+            .active
+            .as_ref()
+            .is_none_or(|active| active.turn.id != turn_id)
+        {
+            let error = ErrorObject::invalid_request("no active turn to interrupt");
+            connection.send(Outgoing::Error { id, error }).await;
+            return;
+        }
+        connection.send(Outgoing::response(id, &json!({}))).await;
+        self.finish(TurnStatus::Interrupted, None).await;
+    }
+
+    async fn interrupt_for_shutdown(&mut self) {
+        if self.active.is_some() {
+            self.finish(TurnStatus::Interrupted, None).await;
+        }
+    }
+
+    /// Leaves memory: stops being findable, tells everyone, and turns away what is still queued.
+    async fn unload(&mut self) {
+        self.threads().forget(&self.thread.id, &self.myself);
+        self.mailbox.close();
+        self.status.send_replace(ThreadStatus::NotLoaded);
+        let status = Outgoing::notification(
+            "thread/status/changed",
+            json!({"threadId": self.thread.id, "status": ThreadStatus::NotLoaded}),
+        );
+        let emitted_at = match &status {
+            Outgoing::Notification { emitted_at_ms, .. } => *emitted_at_ms,
+            _ => now_ms(),
+        };
+        self.server.registry.broadcast(status).await;
+        let closed = Outgoing::Notification {
+            method: "thread/closed".into(),
+            params: json!({"threadId": self.thread.id}),
+            emitted_at_ms: emitted_at,
+        };
+        self.server.registry.broadcast(closed).await;
+        let closing = format!(
+            "thread {} is closing; retry thread/resume after the thread is closed",
+            self.thread.id
+        );
+        while let Some(command) = self.mailbox.recv().await {
+            let reply = async |connection: Arc<Connection>, id| {
+                let error = ErrorObject::invalid_request(closing.clone());
+                connection.send(Outgoing::Error { id, error }).await;
+            };
+            match command {
+                Command::Started { connection, id }
+                | Command::Resume { connection, id, .. }
+                | Command::Unsubscribe { connection, id }
+                | Command::Read { connection, id, .. }
+                | Command::TurnStart { connection, id, .. }
+                | Command::Interrupt { connection, id, .. } => reply(connection, id).await,
+                Command::ConnectionClosed(_) | Command::Sampled { .. } => {}
+            }
+        }
+        tracing::info!(thread = %self.thread.id, "thread unloaded");
+    }
+}
+
+async fn sleep_until(deadline: Option<Deadline>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn full_view(mut turn: Turn) -> Turn {
+    turn.items_view = ItemsView::Full;
+    turn
+}
+
+fn first_text(input: &[UserInput]) -> Option<String> {
+    input.iter().find_map(|part| match part {
+        UserInput::Text { text, .. } if !text.is_empty() => Some(text.clone()),
+        _ => None,
+    })
+}
+
+fn agent_message(
+    id: &str,
+    text: &str,
+    started_at_ms: Option<i64>,
+    completed_at_ms: Option<i64>,
+) -> ThreadItem {
+    ThreadItem::AgentMessage {
+        id: id.to_owned(),
+        text: text.to_owned(),
+        phase: None,
+        memory_citation: None,
+        started_at_ms,
+        completed_at_ms,
+    }
+}
+
+/// The protocol's view of an upstream failure (`TurnError` with `codexErrorInfo`).
+fn turn_error(error: &UpstreamError) -> TurnError {
+    let (message, info) = match error {
+        UpstreamError::Status { status, body } => match status {
+            401 => (body.clone(), json!("unauthorized")),
+            429 => (body.clone(), json!("rateLimitExceeded")),
+            500..=599 => (
+                "We’re currently experiencing high demand, which may cause temporary errors."
+                    .to_owned(),
+                json!("internalServerError"),
+            ),
+            _ => (body.clone(), json!("other")),
+        },
+        UpstreamError::Connect(_) => (
+            error.to_string(),
+            json!({"httpConnectionFailed": {"httpStatusCode": null}}),
+        ),
+        UpstreamError::Disconnected(_) => (error.to_string(), json!("other")),
+        UpstreamError::Failed { code, message } => {
+            let info = match code.as_deref() {
+                Some("context_length_exceeded") => json!("contextWindowExceeded"),
+                Some("insufficient_quota") => json!("usageLimitExceeded"),
+                Some("rate_limit_exceeded") => json!("rateLimitExceeded"),
+                Some("server_error") => json!("internalServerError"),
+                _ => json!("other"),
+            };
+            (message.clone(), info)
+        }
+        UpstreamError::Config(message) => (message.clone(), json!("other")),
+    };
+    TurnError {
+        message,
+        codex_error_info: Some(info),
+        additional_details: None,
+    }
+}

@@ -1,0 +1,99 @@
+//! One sampling round of a turn: streams a Responses request and forwards its events to the
+//! thread's actor, tagged with the round's generation so the actor can ignore a round it has
+//! replaced (steering) or stopped (interrupt).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_upstream::{NoExtraHeaders, ResponseEvent, UpstreamError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::actor::Command;
+use super::providers::Provider;
+
+/// What a sampling round reports.
+pub enum Sampled {
+    /// An upstream event.
+    Event(ResponseEvent),
+    /// The stream broke off; the request is being sent again.
+    Retrying(UpstreamError),
+    /// The round failed for good.
+    Failed(UpstreamError),
+}
+
+/// Runs one round until it completes, fails, or `cancel` fires (then it reports nothing more).
+pub async fn sample(
+    provider: Arc<Provider>,
+    body: Value,
+    generation: u64,
+    actor: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+) {
+    let report = async |sampled| {
+        let _ = actor
+            .send(Command::Sampled {
+                generation,
+                sampled,
+            })
+            .await;
+    };
+    let mut retries = 0;
+    loop {
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return,
+            outcome = stream_once(&provider, &body, generation, &actor) => outcome,
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(Phase::Request(err)) => return report(Sampled::Failed(err)).await,
+            Err(Phase::Stream(err))
+                if err.is_retryable() && retries < provider.stream_max_retries =>
+            {
+                retries += 1;
+                report(Sampled::Retrying(err)).await;
+                let delay = Duration::from_millis(200) * 2u32.saturating_pow(retries - 1);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(Phase::Stream(err)) => return report(Sampled::Failed(err)).await,
+        }
+    }
+}
+
+/// Where a round failed: before streaming (the client already retried) or while streaming.
+enum Phase {
+    Request(UpstreamError),
+    Stream(UpstreamError),
+}
+
+async fn stream_once(
+    provider: &Provider,
+    body: &Value,
+    generation: u64,
+    actor: &mpsc::Sender<Command>,
+) -> Result<(), Phase> {
+    let mut stream = provider
+        .upstream
+        .stream(body, &NoExtraHeaders)
+        .await
+        .map_err(Phase::Request)?;
+    while let Some(event) = stream.next().await {
+        let event = event.map_err(Phase::Stream)?;
+        let sampled = Sampled::Event(event);
+        if actor
+            .send(Command::Sampled {
+                generation,
+                sampled,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

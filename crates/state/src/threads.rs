@@ -1,0 +1,169 @@
+//! The thread index: one row per persisted thread, for listing and for finding a thread to load.
+//! What a thread says lives in its history log; `metadata` is the caller's own JSON.
+
+use rusqlite::{OptionalExtension as _, params};
+
+use crate::{StateDb, StateError};
+
+/// One indexed thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadRecord {
+    /// UUID.
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; bumped at every completed turn.
+    pub updated_at: i64,
+    /// The first user message, or empty.
+    pub preview: String,
+    /// The provider the thread runs on.
+    pub model_provider: String,
+    /// Working directory.
+    pub cwd: String,
+    /// Everything else the caller keeps about the thread, as JSON text.
+    pub metadata: String,
+}
+
+/// Which timestamp orders a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    /// `created_at`.
+    CreatedAt,
+    /// `updated_at`.
+    UpdatedAt,
+}
+
+/// A page request over the index. The cursor is `"<timestamp>|<id>"` of the last row returned.
+#[derive(Clone, Debug)]
+pub struct ThreadQuery {
+    /// Order.
+    pub sort_key: SortKey,
+    /// Newest first when true.
+    pub descending: bool,
+    /// Continue after this cursor.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Only these providers (empty: all).
+    pub model_providers: Vec<String>,
+    /// Only these working directories (empty: all).
+    pub cwds: Vec<String>,
+    /// Only threads whose preview contains this text.
+    pub search: Option<String>,
+}
+
+/// A page of threads and the cursor of the next page, if any.
+pub type ThreadPage = (Vec<ThreadRecord>, Option<String>);
+
+impl StateDb {
+    /// Adds a thread.
+    pub async fn insert_thread(&self, record: ThreadRecord) -> Result<(), StateError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO threads (id, created_at, updated_at, preview, model_provider, cwd, metadata)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![record.id, record.created_at, record.updated_at, record.preview, record.model_provider, record.cwd, record.metadata],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Updates what changes as a thread is used.
+    pub async fn touch_thread(
+        &self,
+        id: &str,
+        updated_at: i64,
+        preview: &str,
+    ) -> Result<(), StateError> {
+        let (id, preview) = (id.to_owned(), preview.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE threads SET updated_at = ?2, preview = ?3 WHERE id = ?1",
+                params![id, updated_at, preview],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The thread with `id`, if indexed.
+    pub async fn thread(&self, id: &str) -> Result<Option<ThreadRecord>, StateError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT id, created_at, updated_at, preview, model_provider, cwd, metadata FROM threads WHERE id = ?1",
+                [id],
+                record,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// One page of the index.
+    pub async fn list_threads(&self, query: ThreadQuery) -> Result<ThreadPage, StateError> {
+        self.run(move |c| {
+            let column = match query.sort_key {
+                SortKey::CreatedAt => "created_at",
+                SortKey::UpdatedAt => "updated_at",
+            };
+            let (direction, after) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
+            let mut sql = "SELECT id, created_at, updated_at, preview, model_provider, cwd, metadata FROM threads WHERE 1 = 1".to_owned();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some((stamp, id)) = query.cursor.as_deref().and_then(parse_cursor) {
+                sql.push_str(&format!(" AND ({column}, id) {after} (?, ?)"));
+                values.push(stamp.into());
+                values.push(id.into());
+            }
+            for (field, allowed) in [("model_provider", &query.model_providers), ("cwd", &query.cwds)] {
+                if !allowed.is_empty() {
+                    let marks = vec!["?"; allowed.len()].join(", ");
+                    sql.push_str(&format!(" AND {field} IN ({marks})"));
+                    values.extend(allowed.iter().cloned().map(Into::into));
+                }
+            }
+            if let Some(search) = &query.search {
+                sql.push_str(" AND instr(preview, ?) > 0");
+                values.push(search.clone().into());
+            }
+            sql.push_str(&format!(" ORDER BY {column} {direction}, id {direction} LIMIT ?"));
+            values.push((query.limit as i64 + 1).into());
+            let mut rows: Vec<ThreadRecord> = c
+                .prepare(&sql)?
+                .query_map(rusqlite::params_from_iter(values), record)?
+                .collect::<Result<_, _>>()?;
+            let next = if rows.len() > query.limit {
+                rows.truncate(query.limit);
+                rows.last().map(|last| {
+                    let stamp = match query.sort_key {
+                        SortKey::CreatedAt => last.created_at,
+                        SortKey::UpdatedAt => last.updated_at,
+                    };
+                    format!("{stamp}|{}", last.id)
+                })
+            } else {
+                None
+            };
+            Ok((rows, next))
+        })
+        .await
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (stamp, id) = cursor.split_once('|')?;
+    Some((stamp.parse().ok()?, id.to_owned()))
+}
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadRecord> {
+    Ok(ThreadRecord {
+        id: row.get(0)?,
+        created_at: row.get(1)?,
+        updated_at: row.get(2)?,
+        preview: row.get(3)?,
+        model_provider: row.get(4)?,
+        cwd: row.get(5)?,
+        metadata: row.get(6)?,
+    })
+}
