@@ -1,39 +1,54 @@
 //! `stdio://`: one connection per process, newline-delimited JSON. The client is never dropped
 //! for being slow; when stdin ends the connection closes and the server shuts down.
+//!
+//! Reading and writing happen on two dedicated OS threads with plain blocking I/O: stdin and
+//! stdout may be pipes, files or terminals, and a thread per direction costs far less than
+//! handing every read and write to the blocking pool.
 
-use std::io;
+use std::io::{self, BufRead, Write as _};
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Server;
 use crate::connection::{Origin, WhenFull};
+
+/// What the stdin thread reports.
+enum Line {
+    Complete(Vec<u8>),
+    End,
+    TooLong,
+    Failed(io::Error),
+}
 
 /// Serves the process's stdin/stdout until stdin ends or the server shuts down.
 pub async fn serve(server: Arc<Server>) {
     let max_frame = server.limits.max_frame_bytes;
     let shutdown = server.shutdown.clone();
+    let (lines_tx, mut lines) = mpsc::channel(64);
+    std::thread::Builder::new()
+        .name("tether-stdin".into())
+        .spawn(move || read_stdin(max_frame, lines_tx))
+        .expect("spawn the stdin thread");
     super::run(
         &server,
         Origin::Stdio,
         WhenFull::Wait,
         server.limits.stdio_outbound_queue,
         async move |inbox, connection| {
-            let mut stdin = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
-            let mut line = Vec::new();
             loop {
-                let read = tokio::select! {
+                let line = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    read = read_line(&mut stdin, max_frame, &mut line) => read,
+                    line = lines.recv() => line.unwrap_or(Line::End),
                 };
-                match read {
-                    Ok(Line::Complete) => {
+                match line {
+                    Line::Complete(line) => {
                         if !line.iter().all(u8::is_ascii_whitespace) {
                             inbox.deliver(&line).await;
                         }
                     }
-                    Ok(Line::End) => break,
-                    Ok(Line::TooLong) => {
+                    Line::End => break,
+                    Line::TooLong => {
                         tracing::warn!(
                             connection = connection.id(),
                             max_frame,
@@ -41,7 +56,7 @@ pub async fn serve(server: Arc<Server>) {
                         );
                         break;
                     }
-                    Err(err) => {
+                    Line::Failed(err) => {
                         tracing::warn!(
                             connection = connection.id(),
                             "closing connection: reading stdin failed: {err}"
@@ -51,56 +66,76 @@ pub async fn serve(server: Arc<Server>) {
                 }
             }
         },
-        async |mut outbound, _closed| {
-            let mut stdout = tokio::io::stdout();
-            while let Some(frame) = outbound.recv().await {
-                let written = async {
-                    stdout.write_all(frame.as_bytes()).await?;
-                    stdout.write_all(b"\n").await?;
-                    if outbound.is_empty() {
-                        stdout.flush().await?;
-                    }
-                    io::Result::Ok(())
-                };
-                if let Err(err) = written.await {
-                    tracing::warn!("writing stdout failed: {err}");
-                    return;
-                }
+        async |outbound, _closed| {
+            let (done, finished) = oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name("tether-stdout".into())
+                .spawn(move || {
+                    write_stdout(outbound);
+                    let _ = done.send(());
+                });
+            if spawned.is_ok() {
+                let _ = finished.await;
             }
         },
     )
     .await;
 }
 
-enum Line {
-    Complete,
-    End,
-    TooLong,
+fn read_stdin(max_frame: usize, lines: mpsc::Sender<Line>) {
+    let mut stdin = io::stdin().lock();
+    loop {
+        let mut line = Vec::new();
+        let read = match read_line(&mut stdin, max_frame, &mut line) {
+            Ok(true) => Line::Complete(line),
+            Ok(false) => Line::End,
+            Err(err) if err.kind() == io::ErrorKind::FileTooLarge => Line::TooLong,
+            Err(err) => Line::Failed(err),
+        };
+        let last = !matches!(read, Line::Complete(_));
+        if lines.blocking_send(read).is_err() || last {
+            return;
+        }
+    }
 }
 
-/// Reads one line into `line` (without the newline or a trailing CR), refusing to hold more
-/// than `max` bytes of it.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-    line: &mut Vec<u8>,
-) -> io::Result<Line> {
-    line.clear();
+fn write_stdout(mut outbound: mpsc::Receiver<String>) {
+    let mut stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    while let Some(frame) = outbound.blocking_recv() {
+        let written = (|| {
+            stdout.write_all(frame.as_bytes())?;
+            stdout.write_all(b"\n")?;
+            if outbound.is_empty() {
+                stdout.flush()?;
+            }
+            io::Result::Ok(())
+        })();
+        if let Err(err) = written {
+            tracing::warn!("writing stdout failed: {err}");
+            return;
+        }
+    }
+    let _ = stdout.flush();
+}
+
+/// Reads one line into `line` (without the newline or a trailing CR); `false` at the end of
+/// input. A line longer than `max` bytes is an error of kind `FileTooLarge`, and no more than
+/// `max` bytes of it are ever held.
+fn read_line(reader: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> io::Result<bool> {
     loop {
-        let buffer = reader.fill_buf().await?;
+        let buffer = reader.fill_buf()?;
         if buffer.is_empty() {
-            return Ok(if line.is_empty() {
-                Line::End
-            } else {
-                Line::Complete
-            });
+            return Ok(!line.is_empty());
         }
         let (chunk, found_newline) = match buffer.iter().position(|b| *b == b'\n') {
             Some(end) => (&buffer[..end], true),
             None => (buffer, false),
         };
         if line.len() + chunk.len() > max {
-            return Ok(Line::TooLong);
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "frame too large",
+            ));
         }
         line.extend_from_slice(chunk);
         let used = chunk.len() + usize::from(found_newline);
@@ -109,7 +144,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            return Ok(Line::Complete);
+            return Ok(true);
         }
     }
 }
@@ -118,32 +153,29 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn splits_lines_and_enforces_the_limit() {
+    #[test]
+    fn splits_lines_and_enforces_the_limit() {
         let input: &[u8] = b"{\"a\":1}\r\n\nabc\n0123456789ABCDEF\nlast";
-        let mut reader = BufReader::with_capacity(4, input);
-        let mut line = Vec::new();
+        let mut reader = io::BufReader::with_capacity(4, input);
         let mut seen = Vec::new();
         loop {
-            match read_line(&mut reader, 10, &mut line).await.unwrap() {
-                Line::Complete => seen.push(String::from_utf8(line.clone()).unwrap()),
-                Line::TooLong => {
+            let mut line = Vec::new();
+            match read_line(&mut reader, 10, &mut line) {
+                Ok(true) => seen.push(String::from_utf8(line).unwrap()),
+                Ok(false) => break,
+                Err(err) => {
+                    assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
                     seen.push("<too long>".into());
                     break;
                 }
-                Line::End => break,
             }
         }
         assert_eq!(seen, ["{\"a\":1}", "", "abc", "<too long>"]);
-        let mut tail = BufReader::new(&b"last"[..]);
-        assert!(matches!(
-            read_line(&mut tail, 10, &mut line).await.unwrap(),
-            Line::Complete
-        ));
+        let mut tail = io::BufReader::new(&b"last"[..]);
+        let mut line = Vec::new();
+        assert!(read_line(&mut tail, 10, &mut line).unwrap());
         assert_eq!(line, b"last");
-        assert!(matches!(
-            read_line(&mut tail, 10, &mut line).await.unwrap(),
-            Line::End
-        ));
+        line.clear();
+        assert!(!read_line(&mut tail, 10, &mut line).unwrap());
     }
 }

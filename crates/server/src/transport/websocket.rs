@@ -18,6 +18,8 @@ use super::auth::WsAuth;
 use crate::Server;
 use crate::connection::{Origin, WhenFull};
 
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 #[derive(Clone)]
 struct Listener {
     server: Arc<Server>,
@@ -72,6 +74,9 @@ async fn upgrade(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        // The default 128 KiB per socket dominates the memory of many idle connections;
+        // messages larger than this still arrive, in more reads.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tasks = server.tasks.clone();
             tasks.track_future(serve_socket(server, socket))
