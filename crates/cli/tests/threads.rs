@@ -605,3 +605,204 @@ async fn a_turn_over_the_upstream_websocket() {
     );
     assert_eq!(upstream.requests()[0].transport, "websocket");
 }
+
+fn tool_call_response(response_id: &str, call_id: &str) -> Vec<Step> {
+    vec![
+        Step::Event(json!({"type": "response.created", "response": {"id": response_id}})),
+        Step::Event(
+            json!({"type": "response.output_item.added", "item": {"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": "lookup", "arguments": ""}}),
+        ),
+        Step::Event(
+            json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": "lookup", "arguments": "{\"q\":\"answer\"}"}}),
+        ),
+        completed(response_id),
+    ]
+}
+
+async fn start_tool_thread(client: &mut Client) -> String {
+    let tools = json!([{"name": "lookup", "description": "Looks things up", "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}}]);
+    let response = client
+        .call("start", "thread/start", json!({"dynamicTools": tools}))
+        .await;
+    assert_eq!(client.recv().await["method"], "thread/started");
+    response["result"]["thread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn dynamic_tools_need_the_experimental_capability() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut client = setup.process.ws().await;
+    client.initialize("plain", Value::Null).await;
+    let refused = client
+        .call(1, "thread/start", json!({"dynamicTools": []}))
+        .await;
+    assert_eq!(
+        refused["error"],
+        json!({"code": -32600, "message": "thread/start.dynamicTools requires experimentalApi capability"})
+    );
+}
+
+#[tokio::test]
+async fn a_tool_call_goes_to_every_subscriber_and_the_first_answer_wins() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup
+        .upstream
+        .push(Script::Stream(tool_call_response("r1", "call_1")));
+    setup.upstream.push(Script::Stream(message_response(
+        "r2",
+        &["the answer is 42"],
+    )));
+    let mut first = setup.process.ws().await;
+    let mut second = setup.process.ws().await;
+    first
+        .initialize("first", json!({"experimentalApi": true}))
+        .await;
+    second.initialize("second", Value::Null).await;
+    let thread_id = start_tool_thread(&mut first).await;
+    assert_eq!(second.recv().await["method"], "thread/started");
+    second
+        .call("join", "thread/resume", json!({"threadId": thread_id}))
+        .await;
+    first.request(
+        1,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("use the tool")}),
+    );
+    let to_first = until(&mut first, "item/tool/call").await;
+    let to_second = until(&mut second, "item/tool/call").await;
+    let request = to_first.last().unwrap().clone();
+    assert_eq!(to_second.last().unwrap(), &request, "same request, same id");
+    assert_eq!(request["params"]["tool"], "lookup");
+    assert_eq!(request["params"]["arguments"], json!({"q": "answer"}));
+    assert_eq!(request["params"]["callId"], "call_1");
+    let request_id = request["id"].clone();
+    assert!(request_id.is_i64());
+    // The second client answers first; the first client's later answer is ignored.
+    second.send(json!({"id": request_id, "result": {"contentItems": [{"type": "inputText", "text": "42"}], "success": true}}));
+    let rest = until(&mut second, "turn/completed").await;
+    first.send(json!({"id": request_id, "result": {"contentItems": [{"type": "inputText", "text": "late"}], "success": true}}));
+    let names = methods(&rest);
+    let resolved = names
+        .iter()
+        .position(|m| m == "serverRequest/resolved")
+        .expect("resolved");
+    let tool_done = rest
+        .iter()
+        .position(|m| {
+            m["method"] == "item/completed" && m["params"]["item"]["type"] == "dynamicToolCall"
+        })
+        .unwrap();
+    assert!(resolved < tool_done, "{names:?}");
+    assert_eq!(
+        rest[resolved]["params"],
+        json!({"threadId": thread_id, "requestId": request_id})
+    );
+    let tool_item = &rest[tool_done]["params"]["item"];
+    assert_eq!(tool_item["status"], "completed");
+    assert_eq!(tool_item["success"], true);
+    assert_eq!(
+        rest.last().unwrap()["params"]["turn"]["items"][0]["text"],
+        "the answer is 42"
+    );
+    let followup = &setup.upstream.requests()[1].body;
+    let input = followup["input"].as_array().unwrap();
+    assert_eq!(
+        input[1],
+        json!({"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{\"q\":\"answer\"}"})
+    );
+    assert_eq!(
+        input[2],
+        json!({"type": "function_call_output", "call_id": "call_1", "output": "42"})
+    );
+    assert_eq!(followup["tools"][0]["name"], "lookup");
+    let first_rest = until(&mut first, "turn/completed").await;
+    assert_eq!(methods(&first_rest), names);
+    first.expect_silence(Duration::from_millis(200)).await;
+    assert_eq!(
+        setup.upstream.requests().len(),
+        2,
+        "the late answer changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_tool_call_survives_its_clients_disconnect_and_is_replayed_on_resume() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup
+        .upstream
+        .push(Script::Stream(tool_call_response("r1", "call_9")));
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["done"])));
+    let mut first = setup.process.ws().await;
+    first
+        .initialize("first", json!({"experimentalApi": true}))
+        .await;
+    let thread_id = start_tool_thread(&mut first).await;
+    first.request(
+        1,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("call it")}),
+    );
+    let request = until(&mut first, "item/tool/call").await.pop().unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut second = setup.process.ws().await;
+    second.initialize("second", Value::Null).await;
+    let resumed = second
+        .call("r", "thread/resume", json!({"threadId": thread_id}))
+        .await;
+    assert_eq!(resumed["result"]["thread"]["status"]["type"], "active");
+    let replayed = second.recv().await;
+    assert_eq!(replayed, request, "the same request, same id");
+    second.send(json!({"id": request["id"], "result": {"contentItems": [{"type": "inputText", "text": "ok"}], "success": true}}));
+    let rest = until(&mut second, "turn/completed").await;
+    assert_eq!(
+        rest.last().unwrap()["params"]["turn"]["status"],
+        "completed"
+    );
+}
+
+#[tokio::test]
+async fn interrupt_resolves_a_pending_tool_call() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup
+        .upstream
+        .push(Script::Stream(tool_call_response("r1", "call_2")));
+    let mut client = setup.process.ws().await;
+    client
+        .initialize("c", json!({"experimentalApi": true}))
+        .await;
+    let thread_id = start_tool_thread(&mut client).await;
+    let started = client
+        .call(
+            1,
+            "turn/start",
+            json!({"threadId": thread_id, "input": text("call it")}),
+        )
+        .await;
+    let turn_id = started["result"]["turn"]["id"].clone();
+    let request = until(&mut client, "item/tool/call").await.pop().unwrap();
+    assert_eq!(client.recv().await["method"], "thread/tokenUsage/updated");
+    client.request(
+        2,
+        "turn/interrupt",
+        json!({"threadId": thread_id, "turnId": turn_id}),
+    );
+    let rest = until(&mut client, "serverRequest/resolved").await;
+    assert_eq!(
+        methods(&rest),
+        [
+            "response",
+            "status:idle",
+            "turn/completed",
+            "serverRequest/resolved"
+        ]
+    );
+    assert_eq!(rest[3]["params"]["requestId"], request["id"]);
+    client.send(json!({"id": request["id"], "result": {"contentItems": [], "success": true}}));
+    client.expect_silence(Duration::from_millis(200)).await;
+}

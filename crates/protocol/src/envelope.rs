@@ -185,6 +185,15 @@ pub enum Outgoing {
         /// What went wrong.
         error: ErrorObject,
     },
+    /// `{"method":…,"id":…,"params":…}`: a request from the server.
+    Request {
+        /// The request's method.
+        method: String,
+        /// From the server's one process-wide counter.
+        id: i64,
+        /// Its params.
+        params: Value,
+    },
     /// `{"method":…,"params":…,"emittedAtMs":…}`
     Notification {
         /// The notification's method.
@@ -234,6 +243,11 @@ impl Outgoing {
             Outgoing::Error { id, error } => vec![
                 ("error", serde_json::to_value(error).unwrap_or(Value::Null)),
                 ("id", id_value(id)),
+            ],
+            Outgoing::Request { method, id, params } => vec![
+                ("method", Value::String(method.clone())),
+                ("id", Value::from(*id)),
+                ("params", params.clone()),
             ],
             Outgoing::Notification {
                 method,
@@ -379,5 +393,14 @@ mod tests {
             r#"{"method":"thread/closed","params":{"threadId":"t"},"emittedAtMs":5}"#
         );
         assert_eq!(notification.notification_method(), Some("thread/closed"));
+        let request = Outgoing::Request {
+            method: "item/tool/call".into(),
+            id: 0,
+            params: json!({"a": 1}),
+        };
+        assert_eq!(
+            request.to_json(),
+            r#"{"method":"item/tool/call","id":0,"params":{"a":1}}"#
+        );
     }
 }

@@ -22,8 +22,8 @@ pub use requests::{
 pub use schema::schemas;
 pub use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};
 pub use thread::{
-    CwdFilter, ItemsView, SortDirection, Thread, ThreadIdParams, ThreadItem, ThreadListParams,
-    ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey, ThreadStartParams,
-    ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnInterruptParams, TurnStartParams,
-    TurnStatus, UserInput,
+    CwdFilter, DynamicToolSpec, ItemsView, SortDirection, Thread, ThreadIdParams, ThreadItem,
+    ThreadListParams, ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey,
+    ThreadStartParams, ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnInterruptParams,
+    TurnStartParams, TurnStatus, UserInput,
 };

@@ -62,6 +62,17 @@ impl ClientRequest {
         serde_json::from_value(Value::Object(object)).map_err(|err| err.to_string())
     }
 
+    /// The experimental member this request uses, as `<method>.<member>`, if any: such requests
+    /// need the `experimentalApi` capability.
+    pub fn experimental_use(&self) -> Option<&'static str> {
+        match self {
+            ClientRequest::ThreadStart(params) if params.dynamic_tools.is_some() => {
+                Some("thread/start.dynamicTools")
+            }
+            _ => None,
+        }
+    }
+
     /// The wire method name.
     pub fn method(&self) -> &'static str {
         match self {

@@ -140,6 +140,20 @@ pub enum ThreadItem {
         started_at_ms: Option<i64>,
         completed_at_ms: Option<i64>,
     },
+    /// A call of a client-provided tool.
+    DynamicToolCall {
+        id: String,
+        tool: String,
+        namespace: Option<String>,
+        arguments: Value,
+        /// `inProgress`, `completed` or `failed`.
+        status: String,
+        content_items: Option<Vec<Value>>,
+        success: Option<bool>,
+        duration_ms: Option<i64>,
+        started_at_ms: Option<i64>,
+        completed_at_ms: Option<i64>,
+    },
     /// The model's reasoning summary.
     Reasoning {
         id: String,
@@ -156,6 +170,7 @@ impl ThreadItem {
         match self {
             ThreadItem::UserMessage { id, .. }
             | ThreadItem::AgentMessage { id, .. }
+            | ThreadItem::DynamicToolCall { id, .. }
             | ThreadItem::Reasoning { id, .. } => id,
         }
     }
@@ -192,6 +207,26 @@ pub struct ThreadStartParams {
     pub developer_instructions: Option<String>,
     /// In memory only: no history log, no index row.
     pub ephemeral: Option<bool>,
+    /// Tools the client implements (experimental).
+    pub dynamic_tools: Option<Vec<DynamicToolSpec>>,
+}
+
+/// A tool the client implements: the model calls it, the server asks the client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicToolSpec {
+    /// The function name the model sees.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of its arguments.
+    #[serde(default = "empty_object_schema")]
+    pub input_schema: Value,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
 }
 
 /// Params naming a thread.

@@ -15,6 +15,7 @@ mod listen;
 mod processor;
 mod schema;
 mod serve;
+mod server_requests;
 mod threads;
 mod transport;
 mod user_agent;

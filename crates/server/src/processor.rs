@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::connection::{Connection, Session};
+use crate::server_requests::Answer;
 use crate::user_agent::user_agent;
 use crate::{DeviceKeys, Server};
 
@@ -78,9 +79,16 @@ async fn handle(server: &Arc<Server>, connection: &Arc<Connection>, message: Inc
         Incoming::Notification { method } => {
             tracing::debug!(connection = connection.id(), %method, "client notification");
         }
-        Incoming::Response { id, .. } | Incoming::Error { id, .. } => {
-            tracing::warn!(connection = connection.id(), %id, "answer to an unknown server request");
+        Incoming::Response { id, result } => {
+            answer(server, connection, &id, Answer::Result(result))
         }
+        Incoming::Error { id, error } => answer(server, connection, &id, Answer::Error(error)),
+    }
+}
+
+fn answer(server: &Server, connection: &Connection, id: &RequestId, answer: Answer) {
+    if !server.requests.answer(id, answer) {
+        tracing::debug!(connection = connection.id(), %id, "ignoring an answer nobody waits for");
     }
 }
 
@@ -98,8 +106,15 @@ async fn request(
     if let ClientRequest::Initialize(params) = request {
         return initialize(server, connection, id, params).await;
     }
-    if connection.session().is_none() {
+    let Some(session) = connection.session() else {
         return Err(ErrorObject::invalid_request("Not initialized"));
+    };
+    if let Some(member) = request.experimental_use()
+        && !session.experimental_api
+    {
+        return Err(ErrorObject::invalid_request(format!(
+            "{member} requires experimentalApi capability"
+        )));
     }
     let method = request.method();
     match request {

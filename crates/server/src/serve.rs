@@ -17,6 +17,7 @@ use crate::transport::{stdio, websocket};
 use tether_state::StateDb;
 
 use crate::device_keys::device_keys;
+use crate::server_requests::ServerRequests;
 use crate::threads::{Providers, Threads};
 use crate::{Config, Home, ListenAddress};
 
@@ -108,6 +109,7 @@ pub struct Server {
     pub(crate) registry: Registry,
     pub(crate) device_keys: crate::DeviceKeys,
     pub(crate) threads: Threads,
+    pub(crate) requests: ServerRequests,
     pub(crate) home_dir: String,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -143,6 +145,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         registry: Registry::default(),
         device_keys,
         threads,
+        requests: ServerRequests::default(),
         home_dir,
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),

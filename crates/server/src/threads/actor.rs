@@ -22,6 +22,7 @@ use super::sampler::{Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
 use crate::connection::Connection;
+use crate::server_requests::Answer;
 
 /// What the actor is asked to do.
 pub enum Command {
@@ -64,6 +65,16 @@ pub enum Command {
     ConnectionClosed(u64),
     /// An event of the sampling round `generation`.
     Sampled { generation: u64, sampled: Sampled },
+    /// A client answered the tool call request `request_id`.
+    ToolAnswered { request_id: i64, answer: Answer },
+}
+
+/// A tool call the model made, waiting for a client's answer.
+struct PendingCall {
+    request_id: i64,
+    params: Value,
+    item: ThreadItem,
+    started: Instant,
 }
 
 struct ActiveTurn {
@@ -75,6 +86,12 @@ struct ActiveTurn {
     streaming: Option<(String, String, i64)>,
     generation: u64,
     cancel: CancellationToken,
+    /// Tool calls of this round still waiting for an answer.
+    pending_calls: Vec<PendingCall>,
+    /// Tool calls the current round made; when there were any, the turn goes on with their
+    /// outputs once all are answered and the round is over.
+    calls_this_round: usize,
+    round_over: bool,
 }
 
 pub struct Actor {
@@ -176,6 +193,14 @@ impl Actor {
                 let thread = self.thread_object(!exclude_turns);
                 let response = self.threads().session_response(&thread, &self.settings);
                 connection.send(Outgoing::response(id, &response)).await;
+                // Requests still waiting are asked again, with the same ids.
+                for call in self
+                    .active
+                    .iter()
+                    .flat_map(|turn| turn.pending_calls.iter())
+                {
+                    connection.send(tool_request(call)).await;
+                }
                 // From here on the connection gets every live event, none before the response.
                 self.subscribers.insert(connection.id());
             }
@@ -223,6 +248,9 @@ impl Actor {
                 {
                     self.sampled(sampled).await;
                 }
+            }
+            Command::ToolAnswered { request_id, answer } => {
+                self.tool_answered(request_id, answer).await
             }
         }
     }
@@ -318,6 +346,9 @@ impl Actor {
                 streaming: None,
                 generation: 0,
                 cancel: CancellationToken::new(),
+                pending_calls: Vec::new(),
+                calls_this_round: 0,
+                round_over: false,
             });
         }
         let active = self.active.as_mut().expect("set above");
@@ -342,6 +373,13 @@ impl Actor {
         }
         self.item_started(&turn_id, &user_message).await;
         self.item_completed(&turn_id, user_message).await;
+        // New input replaces the round in flight, and with it the calls it was waiting on.
+        let abandoned = self
+            .active
+            .as_mut()
+            .map(|a| std::mem::take(&mut a.pending_calls))
+            .unwrap_or_default();
+        self.resolve(abandoned).await;
         self.sample().await;
     }
 
@@ -351,11 +389,17 @@ impl Actor {
         self.generations += 1;
         let generation = self.generations;
         let input = self.model_input();
+        let tools: Vec<Value> = self
+            .settings
+            .dynamic_tools
+            .iter()
+            .map(|tool| json!({"type": "function", "name": tool.name, "description": tool.description, "parameters": tool.input_schema, "strict": false}))
+            .collect();
         let body = json!({
             "model": self.settings.model,
             "instructions": self.settings.base_instructions,
             "input": input,
-            "tools": [],
+            "tools": tools,
             "tool_choice": "auto",
             "parallel_tool_calls": false,
             "store": false,
@@ -369,6 +413,8 @@ impl Actor {
         active.cancel = CancellationToken::new();
         active.generation = generation;
         active.streaming = None;
+        active.calls_this_round = 0;
+        active.round_over = false;
         match provider {
             Ok(provider) => {
                 let cancel = active.cancel.clone();
@@ -381,8 +427,17 @@ impl Actor {
                 ));
             }
             Err(message) => {
-                let error = UpstreamError::Config(message);
-                self.sampled(Sampled::Failed(error)).await;
+                // Reported through the mailbox like any other round's outcome.
+                let sampled = Sampled::Failed(UpstreamError::Config(message));
+                let myself = self.myself.clone();
+                tokio::spawn(async move {
+                    myself
+                        .send(Command::Sampled {
+                            generation,
+                            sampled,
+                        })
+                        .await
+                });
             }
         }
     }
@@ -413,10 +468,154 @@ impl Actor {
                 ThreadItem::AgentMessage { text, .. } => {
                     input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}));
                 }
+                ThreadItem::DynamicToolCall {
+                    id,
+                    tool,
+                    arguments,
+                    content_items,
+                    ..
+                } => {
+                    let arguments = match arguments {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    input.push(json!({"type": "function_call", "call_id": id, "name": tool, "arguments": arguments}));
+                    input.push(json!({"type": "function_call_output", "call_id": id, "output": tool_output_text(content_items)}));
+                }
                 ThreadItem::Reasoning { .. } => {}
             }
         }
         input
+    }
+
+    /// The model called a client tool: ask every subscriber, under one id.
+    async fn call_tool(&mut self, turn_id: &str, call_id: String, tool: String, arguments: String) {
+        let arguments = serde_json::from_str(&arguments).unwrap_or(Value::String(arguments));
+        let started_at = now_ms();
+        let item = ThreadItem::DynamicToolCall {
+            id: call_id.clone(),
+            tool: tool.clone(),
+            namespace: None,
+            arguments: arguments.clone(),
+            status: "inProgress".into(),
+            content_items: None,
+            success: None,
+            duration_ms: None,
+            started_at_ms: Some(started_at),
+            completed_at_ms: None,
+        };
+        self.item_started(turn_id, &item).await;
+        let (request_id, answer) = self.server.requests.register();
+        let params = json!({"threadId": self.thread.id, "turnId": turn_id, "callId": call_id, "tool": tool, "arguments": arguments, "namespace": null});
+        let call = PendingCall {
+            request_id,
+            params,
+            item,
+            started: Instant::now(),
+        };
+        let request = tool_request(&call);
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        active.pending_calls.push(call);
+        active.calls_this_round += 1;
+        let myself = self.myself.clone();
+        tokio::spawn(async move {
+            if let Ok(answer) = answer.await {
+                let _ = myself
+                    .send(Command::ToolAnswered { request_id, answer })
+                    .await;
+            }
+        });
+        for connection in self
+            .server
+            .registry
+            .connections(self.subscribers.iter().copied())
+        {
+            connection.send(request.clone()).await;
+        }
+    }
+
+    async fn tool_answered(&mut self, request_id: i64, answer: Answer) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let Some(index) = active
+            .pending_calls
+            .iter()
+            .position(|c| c.request_id == request_id)
+        else {
+            return;
+        };
+        let call = active.pending_calls.remove(index);
+        let turn_id = active.turn.id.clone();
+        let params = json!({"threadId": self.thread.id, "requestId": request_id});
+        self.notify_subscribers("serverRequest/resolved", params)
+            .await;
+        let (success, content) = match answer {
+            Answer::Result(result) => match (
+                result.get("success").and_then(Value::as_bool),
+                result.get("contentItems").and_then(Value::as_array),
+            ) {
+                (Some(success), Some(items)) => (success, items.clone()),
+                _ => (
+                    false,
+                    vec![
+                        json!({"type": "inputText", "text": "the client returned a malformed tool result"}),
+                    ],
+                ),
+            },
+            Answer::Error(error) => (
+                false,
+                vec![json!({"type": "inputText", "text": error.message})],
+            ),
+        };
+        let ThreadItem::DynamicToolCall {
+            id,
+            tool,
+            namespace,
+            arguments,
+            started_at_ms,
+            ..
+        } = call.item
+        else {
+            return;
+        };
+        let item = ThreadItem::DynamicToolCall {
+            id,
+            tool,
+            namespace,
+            arguments,
+            status: if success { "completed" } else { "failed" }.into(),
+            content_items: Some(content),
+            success: Some(success),
+            duration_ms: Some(call.started.elapsed().as_millis() as i64),
+            started_at_ms,
+            completed_at_ms: Some(now_ms()),
+        };
+        self.item_completed(&turn_id, item).await;
+        self.continue_after_tools().await;
+    }
+
+    /// Once the round is over and every call it made is answered, the turn goes on.
+    async fn continue_after_tools(&mut self) {
+        let ready = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.round_over && a.calls_this_round > 0 && a.pending_calls.is_empty());
+        if ready {
+            self.sample().await;
+        }
+    }
+
+    /// Stops waiting for `calls` and tells the subscribers they are resolved.
+    async fn resolve(&mut self, calls: Vec<PendingCall>) {
+        for call in calls {
+            self.server.requests.cancel(call.request_id);
+            let params = json!({"threadId": self.thread.id, "requestId": call.request_id});
+            self.notify_subscribers("serverRequest/resolved", params)
+                .await;
+        }
     }
 
     async fn item_started(&self, turn_id: &str, item: &ThreadItem) {
@@ -474,11 +673,27 @@ impl Actor {
                 self.item_started(&turn_id, &item).await;
                 self.item_completed(&turn_id, item).await;
             }
+            Sampled::Event(ResponseEvent::ItemDone(OutputItem::FunctionCall {
+                call_id,
+                name,
+                arguments,
+                ..
+            })) => {
+                self.call_tool(&turn_id, call_id, name, arguments).await;
+            }
             Sampled::Event(ResponseEvent::Completed { usage, .. }) => {
                 if let Some(usage) = usage {
                     self.token_usage(&turn_id, usage).await;
                 }
-                self.finish(TurnStatus::Completed, None).await;
+                let called_tools = self.active.as_ref().is_some_and(|a| a.calls_this_round > 0);
+                if called_tools {
+                    if let Some(active) = self.active.as_mut() {
+                        active.round_over = true;
+                    }
+                    self.continue_after_tools().await;
+                } else {
+                    self.finish(TurnStatus::Completed, None).await;
+                }
             }
             Sampled::Event(_) => {}
             Sampled::Retrying(error) => {
@@ -547,6 +762,7 @@ impl Actor {
             json!({"threadId": self.thread.id, "turn": announced}),
         )
         .await;
+        self.resolve(active.pending_calls).await;
         turn.items = active.items;
         turn.items_view = ItemsView::Full;
         self.record(turn).await;
@@ -631,7 +847,9 @@ impl Actor {
                 | Command::Read { connection, id, .. }
                 | Command::TurnStart { connection, id, .. }
                 | Command::Interrupt { connection, id, .. } => reply(connection, id).await,
-                Command::ConnectionClosed(_) | Command::Sampled { .. } => {}
+                Command::ConnectionClosed(_)
+                | Command::Sampled { .. }
+                | Command::ToolAnswered { .. } => {}
             }
         }
         tracing::info!(thread = %self.thread.id, "thread unloaded");
@@ -643,6 +861,24 @@ async fn sleep_until(deadline: Option<Deadline>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+fn tool_request(call: &PendingCall) -> Outgoing {
+    Outgoing::Request {
+        method: "item/tool/call".into(),
+        id: call.request_id,
+        params: call.params.clone(),
+    }
+}
+
+/// What the model sees of a tool's answer: its text parts, in order.
+fn tool_output_text(content_items: &Option<Vec<Value>>) -> String {
+    content_items
+        .iter()
+        .flatten()
+        .filter_map(|item| item.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn full_view(mut turn: Turn) -> Turn {

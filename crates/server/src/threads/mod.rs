@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_protocol::{
-    CwdFilter, ErrorObject, Outgoing, RequestId, SortDirection, Thread, ThreadListParams,
-    ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey, ThreadStartParams,
-    ThreadStatus, TurnInterruptParams, TurnStartParams, now_ms,
+    CwdFilter, DynamicToolSpec, ErrorObject, Outgoing, RequestId, SortDirection, Thread,
+    ThreadListParams, ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey,
+    ThreadStartParams, ThreadStatus, TurnInterruptParams, TurnStartParams, now_ms,
 };
 use tether_state::{SortKey, StateDb, ThreadQuery, ThreadRecord};
 use tokio::sync::{mpsc, watch};
@@ -36,6 +36,8 @@ pub struct Settings {
     base_instructions: Option<String>,
     developer_instructions: Option<String>,
     originator: Option<String>,
+    #[serde(default)]
+    dynamic_tools: Vec<DynamicToolSpec>,
 }
 
 #[derive(Clone)]
@@ -189,6 +191,7 @@ impl Threads {
             base_instructions: params.base_instructions.clone(),
             developer_instructions: params.developer_instructions.clone(),
             originator: connection.session().map(|s| s.client_name.clone()),
+            dynamic_tools: params.dynamic_tools.clone().unwrap_or_default(),
         };
         let thread = Thread {
             id: thread_id.clone(),
