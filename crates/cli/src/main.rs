@@ -179,14 +179,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    tether_server::init_logging(std::env::var("RUST_LOG").ok().as_deref());
     let ws_auth = WsAuthFlags {
         mode: args.ws_auth.map(|mode| match mode {
             WsAuthArg::CapabilityToken => WsAuthMode::CapabilityToken,

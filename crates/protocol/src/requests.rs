@@ -33,6 +33,9 @@ pub enum ClientRequest {
     /// List loaded thread ids.
     #[serde(rename = "thread/loaded/list")]
     ThreadLoadedList(ThreadLoadedListParams),
+    /// Summarize the history into a compacted item.
+    #[serde(rename = "thread/compact/start")]
+    ThreadCompactStart(ThreadIdParams),
     /// Start a turn (or steer the running one).
     #[serde(rename = "turn/start")]
     TurnStart(TurnStartParams),
@@ -83,6 +86,7 @@ impl ClientRequest {
             ClientRequest::ThreadRead(_) => "thread/read",
             ClientRequest::ThreadList(_) => "thread/list",
             ClientRequest::ThreadLoadedList(_) => "thread/loaded/list",
+            ClientRequest::ThreadCompactStart(_) => "thread/compact/start",
             ClientRequest::TurnStart(_) => "turn/start",
             ClientRequest::TurnInterrupt(_) => "turn/interrupt",
             ClientRequest::DeviceKeyCreate(_) => "device/key/create",
@@ -136,7 +140,7 @@ mod tests {
     fn decode_errors_use_serde_wording() {
         assert_eq!(
             error("bogus/method", None),
-            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `turn/start`, `turn/interrupt`, `device/key/create`, `device/key/public`, `device/key/sign`"
+            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `device/key/create`, `device/key/public`, `device/key/sign`"
         );
         assert_eq!(error("initialize", None), "missing field `params`");
         assert_eq!(

@@ -154,6 +154,13 @@ pub enum ThreadItem {
         started_at_ms: Option<i64>,
         completed_at_ms: Option<i64>,
     },
+    /// The history before this point was summarized.
+    ContextCompaction {
+        id: String,
+        /// What the model continues from: the summary of everything before this item.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+    },
     /// The model's reasoning summary.
     Reasoning {
         id: String,
@@ -171,6 +178,7 @@ impl ThreadItem {
             ThreadItem::UserMessage { id, .. }
             | ThreadItem::AgentMessage { id, .. }
             | ThreadItem::DynamicToolCall { id, .. }
+            | ThreadItem::ContextCompaction { id, .. }
             | ThreadItem::Reasoning { id, .. } => id,
         }
     }

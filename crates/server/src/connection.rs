@@ -86,6 +86,7 @@ pub struct Connection {
     outbound: mpsc::Sender<String>,
     when_full: WhenFull,
     closed: CancellationToken,
+    gone: CancellationToken,
     session: OnceLock<Session>,
 }
 
@@ -116,28 +117,34 @@ impl Connection {
         &self.closed
     }
 
+    /// Cancelled once the client is done (its stream ended, or the connection was closed).
+    pub fn gone(&self) -> &CancellationToken {
+        &self.gone
+    }
+
     /// Queues `message` for the client, applying its notification opt-outs and the queue policy.
-    pub async fn send(&self, message: Outgoing) {
+    /// False when it could not be queued (the connection is closing, or was too slow).
+    pub async fn send(&self, message: Outgoing) -> bool {
         if self
             .session()
             .is_some_and(|session| !session.wants(&message))
         {
-            return;
+            return true;
         }
         let frame = message.to_json();
         match self.when_full {
-            WhenFull::Wait => {
-                // An error means the writer is gone: the connection is closing anyway.
-                let _ = self.outbound.send(frame).await;
-            }
+            // An error means the writer is gone: the connection is closing anyway.
+            WhenFull::Wait => self.outbound.send(frame).await.is_ok(),
             WhenFull::Disconnect => match self.outbound.try_send(frame) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Ok(()) => true,
+                Err(TrySendError::Closed(_)) => false,
                 Err(TrySendError::Full(_)) => {
                     tracing::warn!(
                         connection = self.id,
                         "closing connection: its outbound queue is full"
                     );
                     self.closed.cancel();
+                    false
                 }
             },
         }
@@ -167,6 +174,7 @@ impl Registry {
             outbound,
             when_full,
             closed: CancellationToken::new(),
+            gone: CancellationToken::new(),
             session: OnceLock::new(),
         });
         self.lock().insert(connection.id, Arc::clone(&connection));

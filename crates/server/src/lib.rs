@@ -7,11 +7,13 @@
 //! parts to connect; it must not know how keys are stored (`tether-device-key`), what SQL looks
 //! like (`tether-state`), or how messages are spelled beyond the types of `tether-protocol`.
 
+mod attestation;
 mod config;
 mod connection;
 mod device_keys;
 mod home;
 mod listen;
+mod logging;
 mod processor;
 mod schema;
 mod serve;
@@ -25,5 +27,6 @@ pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
 pub use listen::ListenAddress;
+pub use logging::init_logging;
 pub use schema::write_schemas;
 pub use serve::{Limits, ServeError, ServeOptions, Server, WsAuthFlags, WsAuthMode, serve};

@@ -130,6 +130,9 @@ async fn request(
         ClientRequest::ThreadRead(p) => server.threads.read(connection, id, p).await,
         ClientRequest::ThreadList(p) => server.threads.list(connection, id, p).await,
         ClientRequest::ThreadLoadedList(p) => server.threads.loaded_list(connection, id, p).await,
+        ClientRequest::ThreadCompactStart(p) => {
+            server.threads.compact(connection, id, &p.thread_id).await
+        }
         ClientRequest::TurnStart(p) => server.threads.turn_start(connection, id, p).await,
         ClientRequest::TurnInterrupt(p) => server.threads.interrupt(connection, id, p).await,
         ClientRequest::DeviceKeyCreate(p) => {

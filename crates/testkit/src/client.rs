@@ -119,6 +119,8 @@ impl Client {
                     return;
                 }
             }
+            // The client was dropped: close the connection like a real client going away.
+            let _ = sink.close().await;
         });
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {

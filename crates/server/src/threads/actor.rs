@@ -12,7 +12,9 @@ use tether_protocol::{
     ErrorObject, ItemsView, Outgoing, RequestId, Thread, ThreadItem, ThreadStatus,
     TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus, UserInput, now_ms,
 };
-use tether_upstream::{OutputItem, ResponseEvent, UpstreamError, Usage};
+use tether_upstream::{
+    HeaderHook, NoExtraHeaders, OutputItem, ResponseEvent, UpstreamError, Usage,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,7 @@ use super::history::HistoryLog;
 use super::sampler::{Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
+use crate::attestation::AttestationHook;
 use crate::connection::Connection;
 use crate::server_requests::Answer;
 
@@ -65,6 +68,11 @@ pub enum Command {
     ConnectionClosed(u64),
     /// An event of the sampling round `generation`.
     Sampled { generation: u64, sampled: Sampled },
+    /// `thread/compact/start`.
+    Compact {
+        connection: Arc<Connection>,
+        id: RequestId,
+    },
     /// A client answered the tool call request `request_id`.
     ToolAnswered { request_id: i64, answer: Answer },
 }
@@ -92,7 +100,40 @@ struct ActiveTurn {
     /// outputs once all are answered and the round is over.
     calls_this_round: usize,
     round_over: bool,
+    /// For a compaction turn: the item id and the summary received so far.
+    compaction: Option<(String, String)>,
 }
+
+impl ActiveTurn {
+    fn new(compaction_item: Option<String>) -> ActiveTurn {
+        let turn_id = uuid::Uuid::now_v7().to_string();
+        ActiveTurn {
+            turn: Turn {
+                id: turn_id.clone(),
+                root_turn_id: Some(turn_id),
+                items: Vec::new(),
+                items_view: ItemsView::NotLoaded,
+                status: TurnStatus::InProgress,
+                error: None,
+                started_at: None,
+                completed_at: None,
+                duration_ms: None,
+            },
+            started: Instant::now(),
+            items: Vec::new(),
+            streaming: None,
+            generation: 0,
+            cancel: CancellationToken::new(),
+            pending_calls: Vec::new(),
+            calls_this_round: 0,
+            round_over: false,
+            compaction: compaction_item.map(|id| (id, String::new())),
+        }
+    }
+}
+
+const COMPACTION_PROMPT: &str = "Summarize the conversation so far for your own later use: the goals, \
+     decisions, facts learned, open questions and the current state of the work. Be complete but concise.";
 
 pub struct Actor {
     server: Arc<Server>,
@@ -100,7 +141,8 @@ pub struct Actor {
     settings: Settings,
     history: Vec<Turn>,
     log: Option<HistoryLog>,
-    subscribers: BTreeSet<u64>,
+    /// Published so a first-party request can pick the client to attest, when it is sent.
+    subscribers: watch::Sender<BTreeSet<u64>>,
     active: Option<ActiveTurn>,
     generations: u64,
     usage: TokenUsageBreakdown,
@@ -127,7 +169,7 @@ impl Actor {
             settings,
             history,
             log,
-            subscribers: BTreeSet::new(),
+            subscribers: watch::Sender::new(BTreeSet::new()),
             active: None,
             generations: 0,
             usage: TokenUsageBreakdown::default(),
@@ -135,6 +177,21 @@ impl Actor {
             mailbox,
             myself,
         }
+    }
+
+    fn subscribe(&self, connection: u64) {
+        self.subscribers.send_modify(|ids| {
+            ids.insert(connection);
+        });
+    }
+
+    fn unsubscribe(&self, connection: u64) -> bool {
+        self.subscribers
+            .send_if_modified(|ids| ids.remove(&connection))
+    }
+
+    fn subscriber_ids(&self) -> Vec<u64> {
+        self.subscribers.borrow().iter().copied().collect()
     }
 
     fn threads(&self) -> &Threads {
@@ -146,7 +203,7 @@ impl Actor {
         let delay = self.threads().unload_delay;
         let mut unload_at: Option<Deadline> = None;
         loop {
-            let idle = self.subscribers.is_empty() && self.active.is_none();
+            let idle = self.subscribers.borrow().is_empty() && self.active.is_none();
             match (idle, unload_at) {
                 (true, None) => unload_at = Some(Deadline::now() + delay),
                 (false, Some(_)) => unload_at = None,
@@ -172,7 +229,7 @@ impl Actor {
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Started { connection, id } => {
-                self.subscribers.insert(connection.id());
+                self.subscribe(connection.id());
                 let response = self
                     .threads()
                     .session_response(&self.thread_object(false), &self.settings);
@@ -202,10 +259,10 @@ impl Actor {
                     connection.send(tool_request(call)).await;
                 }
                 // From here on the connection gets every live event, none before the response.
-                self.subscribers.insert(connection.id());
+                self.subscribe(connection.id());
             }
             Command::Unsubscribe { connection, id } => {
-                let status = if self.subscribers.remove(&connection.id()) {
+                let status = if self.unsubscribe(connection.id()) {
                     "unsubscribed"
                 } else {
                     "notSubscribed"
@@ -229,13 +286,14 @@ impl Actor {
                 id,
                 params,
             } => self.turn_start(connection, id, params).await,
+            Command::Compact { connection, id } => self.compact(connection, id).await,
             Command::Interrupt {
                 connection,
                 id,
                 turn_id,
             } => self.interrupt(connection, id, turn_id).await,
             Command::ConnectionClosed(connection) => {
-                self.subscribers.remove(&connection);
+                self.unsubscribe(connection);
             }
             Command::Sampled {
                 generation,
@@ -295,11 +353,7 @@ impl Actor {
 
     async fn notify_subscribers(&self, method: &str, params: Value) {
         let message = Outgoing::notification(method, params);
-        for connection in self
-            .server
-            .registry
-            .connections(self.subscribers.iter().copied())
-        {
+        for connection in self.server.registry.connections(self.subscriber_ids()) {
             connection.send(message.clone()).await;
         }
     }
@@ -327,29 +381,7 @@ impl Actor {
         }
         let steering = self.active.is_some();
         if !steering {
-            let turn_id = uuid::Uuid::now_v7().to_string();
-            let turn = Turn {
-                id: turn_id.clone(),
-                root_turn_id: Some(turn_id),
-                items: Vec::new(),
-                items_view: ItemsView::NotLoaded,
-                status: TurnStatus::InProgress,
-                error: None,
-                started_at: None,
-                completed_at: None,
-                duration_ms: None,
-            };
-            self.active = Some(ActiveTurn {
-                turn,
-                started: Instant::now(),
-                items: Vec::new(),
-                streaming: None,
-                generation: 0,
-                cancel: CancellationToken::new(),
-                pending_calls: Vec::new(),
-                calls_this_round: 0,
-                round_over: false,
-            });
+            self.active = Some(ActiveTurn::new(None));
         }
         let active = self.active.as_mut().expect("set above");
         let mut response_turn = active.turn.clone();
@@ -359,17 +391,7 @@ impl Actor {
             .await;
         let turn_id = active.turn.id.clone();
         if !steering {
-            active.turn.started_at = Some(now_ms() / 1000);
-            let started = active.turn.clone();
-            self.set_status(ThreadStatus::Active {
-                active_flags: vec![],
-            })
-            .await;
-            self.notify_subscribers(
-                "turn/started",
-                json!({"threadId": self.thread.id, "turn": started}),
-            )
-            .await;
+            self.announce_turn().await;
         }
         self.item_started(&turn_id, &user_message).await;
         self.item_completed(&turn_id, user_message).await;
@@ -381,6 +403,46 @@ impl Actor {
             .unwrap_or_default();
         self.resolve(abandoned).await;
         self.sample().await;
+    }
+
+    /// `thread/compact/start`: a turn whose one round summarizes the history into a
+    /// `contextCompaction` item that later rounds start from.
+    async fn compact(&mut self, connection: Arc<Connection>, id: RequestId) {
+        if self.active.is_some() {
+            let error = ErrorObject::invalid_request("cannot compact while a turn is running");
+            connection.send(Outgoing::Error { id, error }).await;
+            return;
+        }
+        let item_id = uuid::Uuid::now_v7().to_string();
+        let active = ActiveTurn::new(Some(item_id.clone()));
+        let turn_id = active.turn.id.clone();
+        self.active = Some(active);
+        connection.send(Outgoing::response(id, &json!({}))).await;
+        self.announce_turn().await;
+        let item = ThreadItem::ContextCompaction {
+            id: item_id,
+            summary: None,
+        };
+        self.item_started(&turn_id, &item).await;
+        self.sample().await;
+    }
+
+    /// Marks the new active turn started: status, then `turn/started`.
+    async fn announce_turn(&mut self) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        active.turn.started_at = Some(now_ms() / 1000);
+        let started = active.turn.clone();
+        self.set_status(ThreadStatus::Active {
+            active_flags: vec![],
+        })
+        .await;
+        self.notify_subscribers(
+            "turn/started",
+            json!({"threadId": self.thread.id, "turn": started}),
+        )
+        .await;
     }
 
     /// Starts a sampling round over the history and the running turn, replacing any round in
@@ -418,8 +480,17 @@ impl Actor {
         match provider {
             Ok(provider) => {
                 let cancel = active.cancel.clone();
+                let hook: Arc<dyn HeaderHook> = if provider.first_party {
+                    Arc::new(AttestationHook::new(
+                        Arc::clone(&self.server),
+                        self.subscribers.subscribe(),
+                    ))
+                } else {
+                    Arc::new(NoExtraHeaders)
+                };
                 self.server.tasks.spawn(sample(
                     provider,
+                    hook,
                     body,
                     generation,
                     self.myself.clone(),
@@ -449,7 +520,21 @@ impl Actor {
         }
         let history = self.history.iter().flat_map(|turn| turn.items.iter());
         let current = self.active.iter().flat_map(|turn| turn.items.iter());
-        for item in history.chain(current) {
+        let items: Vec<&ThreadItem> = history.chain(current).collect();
+        // The model continues from the latest summary, not from what it summarized.
+        let from = items
+            .iter()
+            .rposition(|item| {
+                matches!(
+                    item,
+                    ThreadItem::ContextCompaction {
+                        summary: Some(_),
+                        ..
+                    }
+                )
+            })
+            .unwrap_or(0);
+        for item in &items[from..] {
             match item {
                 ThreadItem::UserMessage { content, .. } => {
                     let parts: Vec<Value> = content
@@ -482,8 +567,19 @@ impl Actor {
                     input.push(json!({"type": "function_call", "call_id": id, "name": tool, "arguments": arguments}));
                     input.push(json!({"type": "function_call_output", "call_id": id, "output": tool_output_text(content_items)}));
                 }
-                ThreadItem::Reasoning { .. } => {}
+                ThreadItem::ContextCompaction {
+                    summary: Some(summary),
+                    ..
+                } => {
+                    let text = format!("Summary of the conversation so far:\n{summary}");
+                    input.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}));
+                }
+                ThreadItem::ContextCompaction { summary: None, .. }
+                | ThreadItem::Reasoning { .. } => {}
             }
+        }
+        if self.active.as_ref().is_some_and(|a| a.compaction.is_some()) {
+            input.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": COMPACTION_PROMPT}]}));
         }
         input
     }
@@ -527,11 +623,7 @@ impl Actor {
                     .await;
             }
         });
-        for connection in self
-            .server
-            .registry
-            .connections(self.subscribers.iter().copied())
-        {
+        for connection in self.server.registry.connections(self.subscriber_ids()) {
             connection.send(request.clone()).await;
         }
     }
@@ -635,6 +727,9 @@ impl Actor {
         let Some(turn_id) = self.active.as_ref().map(|t| t.turn.id.clone()) else {
             return;
         };
+        if self.active.as_ref().is_some_and(|a| a.compaction.is_some()) {
+            return self.compaction_sampled(&turn_id, sampled).await;
+        }
         match sampled {
             Sampled::Event(ResponseEvent::ItemAdded(OutputItem::Message { id, .. })) => {
                 let started_at = now_ms();
@@ -710,6 +805,43 @@ impl Actor {
                 let params = json!({"error": error, "willRetry": false, "threadId": self.thread.id, "turnId": turn_id});
                 self.notify_subscribers("error", params).await;
                 self.finish(TurnStatus::Failed, Some(error)).await;
+            }
+        }
+    }
+
+    /// A compaction round: its text is the summary, not an agent message.
+    async fn compaction_sampled(&mut self, turn_id: &str, sampled: Sampled) {
+        let Some((_, summary)) = self.active.as_mut().and_then(|a| a.compaction.as_mut()) else {
+            return;
+        };
+        match sampled {
+            Sampled::Event(ResponseEvent::TextDelta { delta, .. }) => summary.push_str(&delta),
+            Sampled::Event(ResponseEvent::ItemDone(OutputItem::Message { text, .. })) => {
+                *summary = text
+            }
+            Sampled::Event(ResponseEvent::Completed { usage, .. }) => {
+                let (id, summary) = self
+                    .active
+                    .as_mut()
+                    .and_then(|a| a.compaction.take())
+                    .unwrap_or_default();
+                let item = ThreadItem::ContextCompaction {
+                    id,
+                    summary: Some(summary),
+                };
+                self.item_completed(turn_id, item).await;
+                if let Some(usage) = usage {
+                    self.token_usage(turn_id, usage).await;
+                }
+                self.finish(TurnStatus::Completed, None).await;
+            }
+            Sampled::Event(_) => {}
+            other @ (Sampled::Retrying(_) | Sampled::Failed(_)) => {
+                // Errors end a compaction turn the way they end any turn.
+                if let Some(active) = self.active.as_mut() {
+                    active.compaction = None;
+                }
+                Box::pin(self.sampled(other)).await;
             }
         }
     }
@@ -846,6 +978,7 @@ impl Actor {
                 | Command::Unsubscribe { connection, id }
                 | Command::Read { connection, id, .. }
                 | Command::TurnStart { connection, id, .. }
+                | Command::Compact { connection, id }
                 | Command::Interrupt { connection, id, .. } => reply(connection, id).await,
                 Command::ConnectionClosed(_)
                 | Command::Sampled { .. }

@@ -467,6 +467,28 @@ impl Threads {
         .await
     }
 
+    /// `thread/compact/start`: the thread must be loaded.
+    pub async fn compact(
+        &self,
+        connection: &Arc<Connection>,
+        id: RequestId,
+        thread_id: &str,
+    ) -> Reply {
+        let thread_id = parse_id(thread_id)?;
+        let handle = self
+            .handle(&thread_id)
+            .ok_or_else(|| invalid(format!("thread not found: {thread_id}")))?;
+        self.deliver(
+            &handle,
+            Command::Compact {
+                connection: Arc::clone(connection),
+                id,
+            },
+            &thread_id,
+        )
+        .await
+    }
+
     /// `turn/interrupt`.
     pub async fn interrupt(
         &self,

@@ -37,6 +37,8 @@ pub struct Provider {
     pub upstream: Upstream,
     /// Retries of a stream that broke off.
     pub stream_max_retries: u32,
+    /// Requests go to OpenAI with the user's ChatGPT login: they carry client attestation.
+    pub first_party: bool,
 }
 
 /// Every configured provider, resolved once at startup.
@@ -161,5 +163,6 @@ fn resolve(
     Ok(Provider {
         upstream: Upstream::new(endpoint).map_err(|err| err.to_string())?,
         stream_max_retries: settings.stream_max_retries.unwrap_or(5),
+        first_party: chatgpt,
     })
 }

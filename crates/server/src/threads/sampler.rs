@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_upstream::{NoExtraHeaders, ResponseEvent, UpstreamError};
+use tether_upstream::{HeaderHook, ResponseEvent, UpstreamError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,7 @@ pub enum Sampled {
 /// Runs one round until it completes, fails, or `cancel` fires (then it reports nothing more).
 pub async fn sample(
     provider: Arc<Provider>,
+    hook: Arc<dyn HeaderHook>,
     body: Value,
     generation: u64,
     actor: mpsc::Sender<Command>,
@@ -43,7 +44,7 @@ pub async fn sample(
     loop {
         let outcome = tokio::select! {
             _ = cancel.cancelled() => return,
-            outcome = stream_once(&provider, &body, generation, &actor) => outcome,
+            outcome = stream_once(&provider, &*hook, &body, generation, &actor) => outcome,
         };
         match outcome {
             Ok(()) => return,
@@ -72,13 +73,14 @@ enum Phase {
 
 async fn stream_once(
     provider: &Provider,
+    hook: &dyn HeaderHook,
     body: &Value,
     generation: u64,
     actor: &mpsc::Sender<Command>,
 ) -> Result<(), Phase> {
     let mut stream = provider
         .upstream
-        .stream(body, &NoExtraHeaders)
+        .stream(body, hook)
         .await
         .map_err(Phase::Request)?;
     while let Some(event) = stream.next().await {

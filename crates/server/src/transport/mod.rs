@@ -41,6 +41,7 @@ pub async fn run<R, W>(
     let writer = tokio::spawn(write(outbound, connection.closed().clone()));
     let (inbox, processor) = processor::start(server, &connection);
     read(inbox, Arc::clone(&connection)).await;
+    connection.gone().cancel();
     // Everything received before the end is still answered.
     let _ = processor.await;
     server.registry.remove(id);
