@@ -12,10 +12,20 @@ use tether_testkit::{
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 
 fn write_config(home: &Path, upstream: &ResponsesServer, unload_delay_secs: u64, websocket: bool) {
+    write_config_with(home, upstream, unload_delay_secs, websocket, 0);
+}
+
+fn write_config_with(
+    home: &Path,
+    upstream: &ResponsesServer,
+    unload_delay_secs: u64,
+    websocket: bool,
+    stream_retries: u32,
+) {
     let config = format!(
         "model = \"mock-model\"\nmodel_provider = \"mock\"\nthread_unload_delay_secs = {unload_delay_secs}\n\
          [model_providers.mock]\nname = \"Mock\"\nbase_url = \"{}\"\nwire_api = \"responses\"\n\
-         supports_websockets = {websocket}\nrequest_max_retries = 0\nstream_max_retries = 0\nstream_idle_timeout_ms = 5000\n",
+         supports_websockets = {websocket}\nrequest_max_retries = 0\nstream_max_retries = {stream_retries}\nstream_idle_timeout_ms = 5000\n",
         upstream.base_url()
     );
     std::fs::write(home.join("config.toml"), config).unwrap();
@@ -805,4 +815,184 @@ async fn interrupt_resolves_a_pending_tool_call() {
     assert_eq!(rest[3]["params"]["requestId"], request["id"]);
     client.send(json!({"id": request["id"], "result": {"contentItems": [], "success": true}}));
     client.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn thread_list_pages_sorts_and_filters() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut client = setup.process.ws().await;
+    client.initialize("lister", Value::Null).await;
+    let mut ids = Vec::new();
+    for (n, cwd) in ["/a", "/b", "/a", "/c", "/a"].iter().enumerate() {
+        let response = client
+            .call(format!("s{n}"), "thread/start", json!({"cwd": cwd}))
+            .await;
+        assert_eq!(client.recv().await["method"], "thread/started");
+        ids.push(
+            response["result"]["thread"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let ephemeral = client
+        .call("e", "thread/start", json!({"ephemeral": true}))
+        .await;
+    assert_eq!(ephemeral["result"]["thread"]["path"], Value::Null);
+    assert_eq!(client.recv().await["method"], "thread/started");
+    let page = |value: &Value| -> Vec<String> {
+        value["result"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    let first = client.call(1, "thread/list", json!({"limit": 2})).await;
+    assert_eq!(page(&first), newest_first[..2]);
+    let cursor = first["result"]["nextCursor"].as_str().unwrap().to_owned();
+    let second = client
+        .call(2, "thread/list", json!({"limit": 2, "cursor": cursor}))
+        .await;
+    assert_eq!(page(&second), newest_first[2..4]);
+    let third = client
+        .call(
+            3,
+            "thread/list",
+            json!({"limit": 2, "cursor": second["result"]["nextCursor"]}),
+        )
+        .await;
+    assert_eq!(page(&third), newest_first[4..]);
+    assert_eq!(third["result"]["nextCursor"], Value::Null);
+    let ascending = client
+        .call(
+            4,
+            "thread/list",
+            json!({"sortDirection": "asc", "sortKey": "created_at"}),
+        )
+        .await;
+    assert_eq!(page(&ascending), ids);
+    let in_a = client.call(5, "thread/list", json!({"cwd": "/a"})).await;
+    assert_eq!(
+        page(&in_a),
+        [ids[4].clone(), ids[2].clone(), ids[0].clone()]
+    );
+    let in_b_or_c = client
+        .call(6, "thread/list", json!({"cwd": ["/b", "/c"]}))
+        .await;
+    assert_eq!(page(&in_b_or_c), [ids[3].clone(), ids[1].clone()]);
+    let other_provider = client
+        .call(7, "thread/list", json!({"modelProviders": ["other"]}))
+        .await;
+    assert_eq!(page(&other_provider), Vec::<String>::new());
+    // Loaded threads report their live status.
+    assert_eq!(first["result"]["data"][0]["status"]["type"], "idle");
+    // A turn makes a thread the most recently updated (timestamps are in seconds) and gives it a
+    // preview to search.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r1", &["ok"])));
+    client.request(
+        8,
+        "turn/start",
+        json!({"threadId": ids[0], "input": text("needle in a haystack")}),
+    );
+    until(&mut client, "turn/completed").await;
+    let by_update = client
+        .call(
+            9,
+            "thread/list",
+            json!({"sortKey": "updated_at", "limit": 1}),
+        )
+        .await;
+    assert_eq!(page(&by_update), [ids[0].clone()]);
+    let found = client
+        .call(10, "thread/list", json!({"searchTerm": "needle"}))
+        .await;
+    assert_eq!(page(&found), [ids[0].clone()]);
+}
+
+#[tokio::test]
+async fn a_broken_stream_is_retried_with_an_error_notification() {
+    let upstream = ResponsesServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    write_config_with(home.path(), &upstream, 60, false, 1);
+    let mut cut = message_response("r1", &["lost"]);
+    cut.truncate(3);
+    cut.push(Step::Cut);
+    upstream.push(Script::Stream(cut));
+    upstream.push(Script::Stream(message_response("r2", &["second try"])));
+    let process = TetherProcess::start(
+        Path::new(TETHER),
+        home.path(),
+        &["--listen", "ws://127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let mut client = process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    client.request(
+        1,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("try")}),
+    );
+    let messages = until(&mut client, "turn/completed").await;
+    let error = messages
+        .iter()
+        .find(|m| m["method"] == "error")
+        .expect("an error notification");
+    assert_eq!(error["params"]["willRetry"], true);
+    assert_eq!(
+        error["params"]["error"]["message"],
+        "stream disconnected before completion: stream closed before response.completed"
+    );
+    let done = messages.last().unwrap();
+    assert_eq!(done["params"]["turn"]["status"], "completed");
+    assert_eq!(
+        done["params"]["turn"]["items"],
+        json!([messages
+            .iter()
+            .rev()
+            .find(|m| m["method"] == "item/completed")
+            .unwrap()["params"]["item"]])
+    );
+    assert_eq!(done["params"]["turn"]["items"][0]["text"], "second try");
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_running_turn_keeps_its_thread_loaded_for_a_client_that_comes_back() {
+    let setup = setup(1, &["ws://127.0.0.1:0"]).await;
+    let mut steps = message_response("r1", &["slow"]);
+    steps.insert(3, Step::Pause(Duration::from_millis(2500)));
+    setup.upstream.push(Script::Stream(steps));
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    client.request(
+        1,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("take your time")}),
+    );
+    until(&mut client, "item/started").await;
+    drop(client);
+    // Longer than the unload delay, shorter than the turn.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let mut back = setup.process.ws().await;
+    back.initialize("c", Value::Null).await;
+    let resumed = back
+        .call("r", "thread/resume", json!({"threadId": thread_id}))
+        .await;
+    assert_eq!(
+        resumed["result"]["thread"]["status"]["type"], "active",
+        "{resumed}"
+    );
+    let rest = until(&mut back, "turn/completed").await;
+    assert_eq!(
+        rest.last().unwrap()["params"]["turn"]["status"],
+        "completed"
+    );
 }

@@ -192,3 +192,51 @@ fn unusable_path_names_the_file() {
     assert!(matches!(err, StateError::Directory { .. }), "{err:?}");
     assert!(err.to_string().contains(path.to_str().unwrap()));
 }
+
+#[tokio::test]
+async fn thread_index_touch_and_pages() {
+    use tether_state::{SortKey, ThreadQuery, ThreadRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let db = StateDb::open(&dir.path().join("s.sqlite")).unwrap();
+    for (n, id) in ["a", "b", "c"].iter().enumerate() {
+        let record = ThreadRecord {
+            id: id.to_string(),
+            created_at: 100 + n as i64,
+            updated_at: 100 + n as i64,
+            preview: String::new(),
+            model_provider: "p".into(),
+            cwd: "/".into(),
+            metadata: "{}".into(),
+        };
+        db.insert_thread(record).await.unwrap();
+    }
+    db.touch_thread("a", 500, "needle").await.unwrap();
+    let a = db.thread("a").await.unwrap().unwrap();
+    assert_eq!((a.updated_at, a.preview.as_str()), (500, "needle"));
+    let query = |sort_key, cursor: Option<String>| ThreadQuery {
+        sort_key,
+        descending: true,
+        cursor,
+        limit: 2,
+        model_providers: vec![],
+        cwds: vec![],
+        search: None,
+    };
+    let (rows, next) = db
+        .list_threads(query(SortKey::UpdatedAt, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    let (rows, next) = db
+        .list_threads(query(SortKey::UpdatedAt, next))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert_eq!(next, None);
+}

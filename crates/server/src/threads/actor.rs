@@ -864,21 +864,17 @@ impl Actor {
             .await;
     }
 
-    /// Ends the running turn: status, `turn/completed`, then the durable record.
+    /// Ends the running turn: the durable record, then status and `turn/completed`.
     async fn finish(&mut self, status: TurnStatus, error: Option<TurnError>) {
         let Some(active) = self.active.take() else {
             return;
         };
         active.cancel.cancel();
-        let completed_at = now_ms();
         let mut turn = active.turn;
         turn.status = status;
         turn.error = error;
-        turn.completed_at = Some(completed_at / 1000);
+        turn.completed_at = Some(now_ms() / 1000);
         turn.duration_ms = Some(active.started.elapsed().as_millis() as i64);
-        if status != TurnStatus::Failed {
-            self.set_status(ThreadStatus::Idle).await;
-        }
         let mut announced = turn.clone();
         if status == TurnStatus::Completed {
             announced.items = active
@@ -889,15 +885,20 @@ impl Actor {
                 .collect();
             announced.items_view = ItemsView::Summary;
         }
+        turn.items = active.items;
+        turn.items_view = ItemsView::Full;
+        // Durable before it is announced: a client that saw `turn/completed` finds the turn
+        // after any crash.
+        self.record(turn).await;
+        if status != TurnStatus::Failed {
+            self.set_status(ThreadStatus::Idle).await;
+        }
         self.notify_subscribers(
             "turn/completed",
             json!({"threadId": self.thread.id, "turn": announced}),
         )
         .await;
         self.resolve(active.pending_calls).await;
-        turn.items = active.items;
-        turn.items_view = ItemsView::Full;
-        self.record(turn).await;
     }
 
     /// Appends the turn to the history log (synced) and updates the index.
