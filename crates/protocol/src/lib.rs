@@ -7,6 +7,7 @@
 //! without its providers.
 
 mod envelope;
+mod goal;
 mod initialize;
 mod requests;
 mod schema;
@@ -15,6 +16,7 @@ mod thread;
 pub use envelope::{
     ErrorObject, Incoming, Outgoing, RequestId, error_codes, now_ms, parse_incoming,
 };
+pub use goal::{ThreadGoal, ThreadGoalSetParams, ThreadGoalStatus, ThreadRevertParams};
 pub use initialize::{ClientInfo, InitializeCapabilities, InitializeParams, InitializeResponse};
 pub use requests::{
     ClientRequest, DeviceKeyCreateParams, DeviceKeyPublicParams, DeviceKeySignParams,

@@ -4,8 +4,9 @@ use serde_json::{Map, Value};
 use tether_device_key::{ProtectionPolicy, SignPayload};
 
 use crate::{
-    InitializeParams, ThreadIdParams, ThreadListParams, ThreadLoadedListParams, ThreadReadParams,
-    ThreadResumeParams, ThreadStartParams, TurnInterruptParams, TurnStartParams,
+    InitializeParams, ThreadGoalSetParams, ThreadIdParams, ThreadListParams,
+    ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadRevertParams,
+    ThreadStartParams, TurnInterruptParams, TurnStartParams,
 };
 
 /// Every request a client may send, tagged by method with its params.
@@ -33,6 +34,18 @@ pub enum ClientRequest {
     /// List loaded thread ids.
     #[serde(rename = "thread/loaded/list")]
     ThreadLoadedList(ThreadLoadedListParams),
+    /// Set or update the thread's goal.
+    #[serde(rename = "thread/goal/set")]
+    ThreadGoalSet(ThreadGoalSetParams),
+    /// The thread's goal.
+    #[serde(rename = "thread/goal/get")]
+    ThreadGoalGet(ThreadIdParams),
+    /// Remove the thread's goal.
+    #[serde(rename = "thread/goal/clear")]
+    ThreadGoalClear(ThreadIdParams),
+    /// Cut the durable history before a turn.
+    #[serde(rename = "thread/revert")]
+    ThreadRevert(ThreadRevertParams),
     /// Summarize the history into a compacted item.
     #[serde(rename = "thread/compact/start")]
     ThreadCompactStart(ThreadIdParams),
@@ -86,6 +99,10 @@ impl ClientRequest {
             ClientRequest::ThreadRead(_) => "thread/read",
             ClientRequest::ThreadList(_) => "thread/list",
             ClientRequest::ThreadLoadedList(_) => "thread/loaded/list",
+            ClientRequest::ThreadGoalSet(_) => "thread/goal/set",
+            ClientRequest::ThreadGoalGet(_) => "thread/goal/get",
+            ClientRequest::ThreadGoalClear(_) => "thread/goal/clear",
+            ClientRequest::ThreadRevert(_) => "thread/revert",
             ClientRequest::ThreadCompactStart(_) => "thread/compact/start",
             ClientRequest::TurnStart(_) => "turn/start",
             ClientRequest::TurnInterrupt(_) => "turn/interrupt",
@@ -140,7 +157,7 @@ mod tests {
     fn decode_errors_use_serde_wording() {
         assert_eq!(
             error("bogus/method", None),
-            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `device/key/create`, `device/key/public`, `device/key/sign`"
+            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/revert`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `device/key/create`, `device/key/public`, `device/key/sign`"
         );
         assert_eq!(error("initialize", None), "missing field `params`");
         assert_eq!(

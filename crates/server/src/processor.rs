@@ -15,6 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::connection::{Connection, Session};
 use crate::server_requests::Answer;
+use crate::threads::Command;
 use crate::user_agent::user_agent;
 use crate::{DeviceKeys, Server};
 
@@ -130,6 +131,47 @@ async fn request(
         ClientRequest::ThreadRead(p) => server.threads.read(connection, id, p).await,
         ClientRequest::ThreadList(p) => server.threads.list(connection, id, p).await,
         ClientRequest::ThreadLoadedList(p) => server.threads.loaded_list(connection, id, p).await,
+        ClientRequest::ThreadGoalSet(params) => {
+            let thread_id = params.thread_id.clone();
+            let connection = Arc::clone(connection);
+            server
+                .threads
+                .goal_or_revert(server, &thread_id, || Command::GoalSet {
+                    connection,
+                    id,
+                    params,
+                })
+                .await
+        }
+        ClientRequest::ThreadGoalGet(p) => {
+            let connection = Arc::clone(connection);
+            server
+                .threads
+                .goal_or_revert(server, &p.thread_id, || Command::GoalGet { connection, id })
+                .await
+        }
+        ClientRequest::ThreadGoalClear(p) => {
+            let connection = Arc::clone(connection);
+            server
+                .threads
+                .goal_or_revert(server, &p.thread_id, || Command::GoalClear {
+                    connection,
+                    id,
+                })
+                .await
+        }
+        ClientRequest::ThreadRevert(p) => {
+            let connection = Arc::clone(connection);
+            let before_turn_id = p.before_turn_id;
+            server
+                .threads
+                .goal_or_revert(server, &p.thread_id, || Command::Revert {
+                    connection,
+                    id,
+                    before_turn_id,
+                })
+                .await
+        }
         ClientRequest::ThreadCompactStart(p) => {
             server.threads.compact(connection, id, &p.thread_id).await
         }

@@ -28,6 +28,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX threads_by_created ON threads (created_at, id);
     CREATE INDEX threads_by_updated ON threads (updated_at, id);",
+    // 3: thread goals, as JSON (the wire `ThreadGoal`), one per thread.
+    "CREATE TABLE thread_goals (
+        thread_id TEXT PRIMARY KEY,
+        goal TEXT NOT NULL
+    );",
 ];
 
 /// The version a fully migrated database has.

@@ -151,6 +151,44 @@ impl StateDb {
     }
 }
 
+impl StateDb {
+    /// The goal of `thread_id` as stored (JSON), if any.
+    pub async fn goal(&self, thread_id: &str) -> Result<Option<String>, StateError> {
+        let thread_id = thread_id.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT goal FROM thread_goals WHERE thread_id = ?1",
+                [thread_id],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Stores (or replaces) the goal of `thread_id`.
+    pub async fn put_goal(&self, thread_id: &str, goal: String) -> Result<(), StateError> {
+        let thread_id = thread_id.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO thread_goals (thread_id, goal) VALUES (?1, ?2)
+                 ON CONFLICT (thread_id) DO UPDATE SET goal = excluded.goal",
+                params![thread_id, goal],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Removes the goal of `thread_id`; true if there was one.
+    pub async fn delete_goal(&self, thread_id: &str) -> Result<bool, StateError> {
+        let thread_id = thread_id.to_owned();
+        self.run(move |c| c.execute("DELETE FROM thread_goals WHERE thread_id = ?1", [thread_id]))
+            .await
+            .map(|deleted| deleted > 0)
+    }
+}
+
 fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (stamp, id) = cursor.split_once('|')?;
     Some((stamp.parse().ok()?, id.to_owned()))

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use tether_protocol::{
-    ErrorObject, ItemsView, Outgoing, RequestId, Thread, ThreadItem, ThreadStatus,
-    TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus, UserInput, now_ms,
+    ErrorObject, ItemsView, Outgoing, RequestId, Thread, ThreadGoal, ThreadGoalSetParams,
+    ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus,
+    UserInput, now_ms,
 };
 use tether_upstream::{
     HeaderHook, NoExtraHeaders, OutputItem, ResponseEvent, UpstreamError, Usage,
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 
+use super::goals;
 use super::history::HistoryLog;
 use super::sampler::{Sampled, sample};
 use super::{Settings, Threads};
@@ -73,6 +75,28 @@ pub enum Command {
         connection: Arc<Connection>,
         id: RequestId,
     },
+    /// `thread/goal/set`.
+    GoalSet {
+        connection: Arc<Connection>,
+        id: RequestId,
+        params: ThreadGoalSetParams,
+    },
+    /// `thread/goal/get`.
+    GoalGet {
+        connection: Arc<Connection>,
+        id: RequestId,
+    },
+    /// `thread/goal/clear`.
+    GoalClear {
+        connection: Arc<Connection>,
+        id: RequestId,
+    },
+    /// `thread/revert`.
+    Revert {
+        connection: Arc<Connection>,
+        id: RequestId,
+        before_turn_id: String,
+    },
     /// A client answered the tool call request `request_id`.
     ToolAnswered { request_id: i64, answer: Answer },
 }
@@ -102,6 +126,8 @@ struct ActiveTurn {
     round_over: bool,
     /// For a compaction turn: the item id and the summary received so far.
     compaction: Option<(String, String)>,
+    /// Tokens the turn's rounds used, for goal accounting.
+    tokens: i64,
 }
 
 impl ActiveTurn {
@@ -128,6 +154,7 @@ impl ActiveTurn {
             calls_this_round: 0,
             round_over: false,
             compaction: compaction_item.map(|id| (id, String::new())),
+            tokens: 0,
         }
     }
 }
@@ -146,6 +173,7 @@ pub struct Actor {
     active: Option<ActiveTurn>,
     generations: u64,
     usage: TokenUsageBreakdown,
+    goal: Option<ThreadGoal>,
     status: watch::Sender<ThreadStatus>,
     mailbox: mpsc::Receiver<Command>,
     myself: mpsc::Sender<Command>,
@@ -173,6 +201,7 @@ impl Actor {
             active: None,
             generations: 0,
             usage: TokenUsageBreakdown::default(),
+            goal: None,
             status,
             mailbox,
             myself,
@@ -200,6 +229,14 @@ impl Actor {
 
     /// Serves commands until the thread unloads or the server shuts down.
     pub async fn run(mut self) {
+        if !self.thread.ephemeral {
+            match goals::load(&self.threads().state, &self.thread.id).await {
+                Ok(goal) => self.goal = goal,
+                Err(err) => {
+                    tracing::error!(thread = %self.thread.id, "cannot read the goal: {}", err.message)
+                }
+            }
+        }
         let delay = self.threads().unload_delay;
         let mut unload_at: Option<Deadline> = None;
         loop {
@@ -250,6 +287,9 @@ impl Actor {
                 let thread = self.thread_object(!exclude_turns);
                 let response = self.threads().session_response(&thread, &self.settings);
                 connection.send(Outgoing::response(id, &response)).await;
+                if !self.thread.ephemeral {
+                    self.announce_goal().await;
+                }
                 // Requests still waiting are asked again, with the same ids.
                 for call in self
                     .active
@@ -287,6 +327,37 @@ impl Actor {
                 params,
             } => self.turn_start(connection, id, params).await,
             Command::Compact { connection, id } => self.compact(connection, id).await,
+            Command::GoalSet {
+                connection,
+                id,
+                params,
+            } => {
+                let reply = self.goal_set(params).await;
+                self.reply_then(connection, id, reply, Self::announce_goal)
+                    .await;
+            }
+            Command::GoalGet { connection, id } => {
+                let reply = self.goal_refusal().map(|()| json!({"goal": self.goal}));
+                self.reply_then(connection, id, reply, async |_| {}).await;
+            }
+            Command::GoalClear { connection, id } => {
+                let reply = self.goal_clear().await;
+                self.reply_then(connection, id, reply, async |actor: &mut Actor| {
+                    let params = json!({"threadId": actor.thread.id});
+                    actor.broadcast("thread/goal/cleared", params).await;
+                })
+                .await;
+            }
+            Command::Revert {
+                connection,
+                id,
+                before_turn_id,
+            } => {
+                let reply = self.revert(&before_turn_id).and_then(|()| self.persist_history()).map(|()| {
+                    json!({"thread": self.thread_object(false), "turnsBackwardsCursor": null, "itemsBackwardsCursor": null})
+                });
+                self.reply_then(connection, id, reply, async |_| {}).await;
+            }
             Command::Interrupt {
                 connection,
                 id,
@@ -310,6 +381,120 @@ impl Actor {
             Command::ToolAnswered { request_id, answer } => {
                 self.tool_answered(request_id, answer).await
             }
+        }
+    }
+
+    /// Sends `reply`; on success then runs `after` (a notification that must follow the
+    /// response). A clear that removed nothing answers `cleared: false` and announces nothing.
+    async fn reply_then(
+        &mut self,
+        connection: Arc<Connection>,
+        id: RequestId,
+        reply: Result<Value, ErrorObject>,
+        after: impl AsyncFnOnce(&mut Actor),
+    ) {
+        match reply {
+            Ok(result) => {
+                let announce = result.get("cleared") != Some(&Value::Bool(false));
+                connection.send(Outgoing::response(id, &result)).await;
+                if announce {
+                    after(self).await;
+                }
+            }
+            Err(error) => {
+                connection.send(Outgoing::Error { id, error }).await;
+            }
+        }
+    }
+
+    fn goal_refusal(&self) -> Result<(), ErrorObject> {
+        if self.thread.ephemeral {
+            return Err(ErrorObject::invalid_request(format!(
+                "ephemeral thread does not support goals: {}",
+                self.thread.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn goal_set(&mut self, params: ThreadGoalSetParams) -> Result<Value, ErrorObject> {
+        self.goal_refusal()?;
+        let goal = goals::apply(self.goal.clone(), &params, now_ms() / 1000)?;
+        goals::store(&self.threads().state, &goal).await?;
+        if self.thread.preview.is_empty() {
+            self.thread.preview = goal.objective.clone();
+            let touched = self
+                .threads()
+                .state
+                .touch_thread(
+                    &self.thread.id,
+                    self.thread.updated_at,
+                    &self.thread.preview,
+                )
+                .await;
+            if let Err(err) = touched {
+                tracing::error!(thread = %self.thread.id, "cannot update the thread index: {err}");
+            }
+        }
+        self.goal = Some(goal.clone());
+        Ok(json!({"goal": goal}))
+    }
+
+    async fn goal_clear(&mut self) -> Result<Value, ErrorObject> {
+        self.goal_refusal()?;
+        let cleared = self
+            .threads()
+            .state
+            .delete_goal(&self.thread.id)
+            .await
+            .map_err(|err| ErrorObject::internal(err.to_string()))?;
+        self.goal = None;
+        Ok(json!({"cleared": cleared}))
+    }
+
+    /// `thread/goal/updated` for the current goal, not caused by a turn.
+    async fn announce_goal(&mut self) {
+        self.announce_goal_for(None).await;
+    }
+
+    /// The goal's state as a broadcast: updated (with the turn that changed it) or cleared.
+    async fn announce_goal_for(&mut self, turn_id: Option<&str>) {
+        match &self.goal {
+            Some(goal) => {
+                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "goal": goal});
+                self.broadcast("thread/goal/updated", params).await;
+            }
+            None => {
+                let params = json!({"threadId": self.thread.id});
+                self.broadcast("thread/goal/cleared", params).await;
+            }
+        }
+    }
+
+    /// Drops `before_turn_id` and every later turn from the history.
+    fn revert(&mut self, before_turn_id: &str) -> Result<(), ErrorObject> {
+        if self.active.is_some() {
+            return Err(ErrorObject::invalid_request(
+                "cannot revert while a turn is running",
+            ));
+        }
+        let index = self
+            .history
+            .iter()
+            .position(|turn| turn.id == before_turn_id)
+            .ok_or_else(|| {
+                ErrorObject::invalid_request(format!("turn not found: {before_turn_id}"))
+            })?;
+        self.history.truncate(index);
+        Ok(())
+    }
+
+    fn persist_history(&self) -> Result<(), ErrorObject> {
+        match &self.log {
+            Some(log) => log.rewrite(&self.history).map_err(|err| {
+                ErrorObject::internal(format!("cannot rewrite {}: {err}", log.path().display()))
+            }),
+            None => Ok(()),
         }
     }
 
@@ -855,6 +1040,9 @@ impl Actor {
             reasoning_output_tokens: usage.reasoning_output_tokens,
         };
         self.usage += last;
+        if let Some(active) = self.active.as_mut() {
+            active.tokens += last.total_tokens;
+        }
         let params = json!({
             "threadId": self.thread.id,
             "turnId": turn_id,
@@ -899,6 +1087,24 @@ impl Actor {
         )
         .await;
         self.resolve(active.pending_calls).await;
+        let seconds = active.started.elapsed().as_secs() as i64;
+        self.account_goal(&announced.id, active.tokens, seconds)
+            .await;
+    }
+
+    /// A finished turn counts towards an active goal; an exhausted budget stops the goal.
+    async fn account_goal(&mut self, turn_id: &str, tokens: i64, seconds: i64) {
+        let Some(goal) = self.goal.as_mut() else {
+            return;
+        };
+        if !goals::account(goal, tokens, seconds, now_ms() / 1000) {
+            return;
+        }
+        let goal = goal.clone();
+        if let Err(err) = goals::store(&self.threads().state, &goal).await {
+            tracing::error!(thread = %self.thread.id, "cannot store the goal: {}", err.message);
+        }
+        self.announce_goal_for(Some(turn_id)).await;
     }
 
     /// Appends the turn to the history log (synced) and updates the index.
@@ -980,6 +1186,10 @@ impl Actor {
                 | Command::Read { connection, id, .. }
                 | Command::TurnStart { connection, id, .. }
                 | Command::Compact { connection, id }
+                | Command::GoalSet { connection, id, .. }
+                | Command::GoalGet { connection, id }
+                | Command::GoalClear { connection, id }
+                | Command::Revert { connection, id, .. }
                 | Command::Interrupt { connection, id, .. } => reply(connection, id).await,
                 Command::ConnectionClosed(_)
                 | Command::Sampled { .. }

@@ -70,6 +70,25 @@ impl HistoryLog {
     }
 }
 
+impl HistoryLog {
+    /// Replaces the log with exactly `turns`: written to a temporary file, synced, renamed over
+    /// the log, and the directory synced, so a crash leaves the old history or the new one.
+    pub fn rewrite(&self, turns: &[Turn]) -> io::Result<()> {
+        let directory = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(directory)?;
+        let temporary = self.path.with_extension("jsonl.rewrite");
+        let mut file = File::create(&temporary)?;
+        for turn in turns {
+            let mut line = serde_json::to_vec(turn)?;
+            line.push(b'\n');
+            file.write_all(&line)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&temporary, &self.path)?;
+        File::open(directory)?.sync_all()
+    }
+}
+
 fn ends_with_newline(path: &Path) -> io::Result<bool> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let mut file = File::open(path)?;
@@ -115,5 +134,7 @@ mod tests {
         assert_eq!(log.read().unwrap(), vec![turn("a")]);
         log.append(&turn("b")).unwrap();
         assert_eq!(log.read().unwrap(), vec![turn("a"), turn("b")]);
+        log.rewrite(&[turn("a")]).unwrap();
+        assert_eq!(log.read().unwrap(), vec![turn("a")]);
     }
 }

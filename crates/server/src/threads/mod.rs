@@ -2,6 +2,7 @@
 //! them. Each loaded thread is owned by one actor task ([`actor`]); this module only routes.
 
 mod actor;
+mod goals;
 mod history;
 mod providers;
 mod sampler;
@@ -19,7 +20,8 @@ use tether_protocol::{
 use tether_state::{SortKey, StateDb, ThreadQuery, ThreadRecord};
 use tokio::sync::{mpsc, watch};
 
-use self::actor::{Actor, Command};
+use self::actor::Actor;
+pub use self::actor::Command;
 use self::history::HistoryLog;
 pub use self::providers::Providers;
 use crate::connection::Connection;
@@ -487,6 +489,31 @@ impl Threads {
             &thread_id,
         )
         .await
+    }
+
+    /// A loaded thread, or a persisted one loaded now; `thread not found` otherwise.
+    async fn loaded(
+        &self,
+        server: &Arc<Server>,
+        thread_id: &str,
+    ) -> Result<(String, Handle), ErrorObject> {
+        let thread_id = parse_id(thread_id)?;
+        match self.load(server, &thread_id).await? {
+            Some((handle, _)) => Ok((thread_id, handle)),
+            None => Err(invalid(format!("thread not found: {thread_id}"))),
+        }
+    }
+
+    /// `thread/goal/set`, `thread/goal/get`, `thread/goal/clear` and `thread/revert`: served by
+    /// the thread's actor, so their notifications are ordered with its other events.
+    pub async fn goal_or_revert(
+        &self,
+        server: &Arc<Server>,
+        thread_id: &str,
+        command: impl FnOnce() -> Command,
+    ) -> Reply {
+        let (thread_id, handle) = self.loaded(server, thread_id).await?;
+        self.deliver(&handle, command(), &thread_id).await
     }
 
     /// `turn/interrupt`.
