@@ -218,6 +218,9 @@ async fn two_subscribers_see_identical_ordered_streams() {
         .call("r", "thread/resume", json!({"threadId": thread_id}))
         .await;
     assert_eq!(resumed["result"]["thread"]["id"], thread_id);
+    // The resume's goal snapshot is a broadcast: both see it before the turn.
+    assert_eq!(second.recv().await["method"], "thread/goal/cleared");
+    assert_eq!(first.recv().await["method"], "thread/goal/cleared");
     first.request(
         2,
         "turn/start",
@@ -483,10 +486,16 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
     assert_eq!(turns.len(), 1);
     assert_eq!(turns[0]["items"][1]["text"], "remembered");
     assert_eq!(resumed["result"]["thread"]["preview"], "remember this");
+    assert_eq!(
+        client.recv().await["method"],
+        "thread/goal/cleared",
+        "the goal snapshot"
+    );
     // A thread that never had a turn resumes too.
     client.request(3, "thread/resume", json!({"threadId": empty_id}));
     let _status = client.recv().await;
     assert_eq!(client.recv().await["result"]["thread"]["turns"], json!([]));
+    assert_eq!(client.recv().await["method"], "thread/goal/cleared");
     // And the history keeps growing after the restart.
     setup
         .upstream
@@ -766,6 +775,11 @@ async fn a_pending_tool_call_survives_its_clients_disconnect_and_is_replayed_on_
         .call("r", "thread/resume", json!({"threadId": thread_id}))
         .await;
     assert_eq!(resumed["result"]["thread"]["status"]["type"], "active");
+    assert_eq!(
+        second.recv().await["method"],
+        "thread/goal/cleared",
+        "the goal snapshot first"
+    );
     let replayed = second.recv().await;
     assert_eq!(replayed, request, "the same request, same id");
     second.send(json!({"id": request["id"], "result": {"contentItems": [{"type": "inputText", "text": "ok"}], "success": true}}));
