@@ -3,10 +3,13 @@
 #   libtss2-dev, pkg-config  build the TPM provider (tss-esapi links libtss2)
 #   swtpm                    software TPM that the tests start, one per test
 #   openssl                  the tests check signatures with `openssl dgst -verify`
+#   softhsm2, p11-kit, p11-kit-modules, opensc
+#                            the isolated PKCS#11 token the tests start (and users may run,
+#                            see scripts/isolated-token.sh); pkcs11-tool inspects it
 # Idempotent and quiet when everything is present. Logs go to stderr.
 set -euo pipefail
 
-packages=(libtss2-dev pkg-config swtpm openssl)
+packages=(libtss2-dev pkg-config swtpm openssl softhsm2 p11-kit p11-kit-modules opensc)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

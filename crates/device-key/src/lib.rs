@@ -11,6 +11,8 @@ mod canonical;
 mod error;
 mod key_id;
 mod payload;
+#[cfg(all(target_os = "linux", feature = "pkcs11"))]
+pub mod pkcs11;
 mod provider;
 mod store;
 #[cfg(all(target_os = "linux", feature = "tpm"))]
@@ -24,7 +26,7 @@ pub use payload::{
     ConnectionAudience, ConnectionPayload, EnrollmentAudience, EnrollmentPayload,
     MAX_PROOF_TTL_SECONDS, SignPayload,
 };
-pub use provider::{DeviceKeyProvider, ProviderKey, UnavailableProvider};
+pub use provider::{DeviceKeyProvider, ProviderKey, SelectingProvider, UnavailableProvider};
 pub use store::{
     Algorithm, BindingStore, DeviceKeyInfo, DeviceKeySignature, DeviceKeyStore, KeyBinding,
 };

@@ -1,4 +1,6 @@
-use crate::{DeviceKeyError, KeyId, ProtectionPolicy};
+use std::sync::Arc;
+
+use crate::{DeviceKeyError, KeyId, ProtectionClass, ProtectionPolicy};
 
 /// A new or existing key as a provider reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +23,72 @@ pub trait DeviceKeyProvider: Send + Sync + 'static {
     fn sign(&self, key_id: &KeyId, message: &[u8]) -> Result<Vec<u8>, DeviceKeyError>;
     /// Forgets a key (rollback of a failed create). Deleting a missing key succeeds.
     fn delete(&self, key_id: &KeyId) -> Result<(), DeviceKeyError>;
+    /// Whether the provider can be used now (`HardwareBackedKeysUnavailable` when not).
+    fn probe(&self) -> Result<(), DeviceKeyError> {
+        Ok(())
+    }
+}
+
+/// Chooses between the hardware provider and an optional degraded one, by the caller's policy:
+/// the hardware one whenever it is usable; otherwise the degraded one only when the policy
+/// allows its class, and `DegradedProtectionNotAllowed` when it would have been the only choice.
+/// Existing keys go to the provider their id's class names.
+pub struct SelectingProvider {
+    hardware: Arc<dyn DeviceKeyProvider>,
+    degraded: Option<Arc<dyn DeviceKeyProvider>>,
+}
+
+impl SelectingProvider {
+    /// `hardware` first, `degraded` (an `os_protected_nonextractable` provider) as the fallback.
+    pub fn new(
+        hardware: Arc<dyn DeviceKeyProvider>,
+        degraded: Option<Arc<dyn DeviceKeyProvider>>,
+    ) -> Self {
+        SelectingProvider { hardware, degraded }
+    }
+
+    fn for_key(&self, key_id: &KeyId) -> Result<&dyn DeviceKeyProvider, DeviceKeyError> {
+        match key_id.class() {
+            ProtectionClass::OsProtectedNonextractable => {
+                self.degraded.as_deref().ok_or(DeviceKeyError::KeyNotFound)
+            }
+            _ => Ok(&*self.hardware),
+        }
+    }
+}
+
+impl DeviceKeyProvider for SelectingProvider {
+    fn create(&self, policy: ProtectionPolicy) -> Result<ProviderKey, DeviceKeyError> {
+        match self.hardware.probe() {
+            Ok(()) => return self.hardware.create(policy),
+            Err(DeviceKeyError::HardwareBackedKeysUnavailable) => {}
+            Err(other) => return Err(other),
+        }
+        let Some(degraded) = &self.degraded else {
+            return Err(DeviceKeyError::HardwareBackedKeysUnavailable);
+        };
+        degraded.probe()?;
+        let available = ProtectionClass::OsProtectedNonextractable;
+        if !policy.allows(available) {
+            return Err(DeviceKeyError::DegradedProtectionNotAllowed { available });
+        }
+        degraded.create(policy)
+    }
+
+    fn public_key(&self, key_id: &KeyId) -> Result<ProviderKey, DeviceKeyError> {
+        self.for_key(key_id)?.public_key(key_id)
+    }
+
+    fn sign(&self, key_id: &KeyId, message: &[u8]) -> Result<Vec<u8>, DeviceKeyError> {
+        self.for_key(key_id)?.sign(key_id, message)
+    }
+
+    fn delete(&self, key_id: &KeyId) -> Result<(), DeviceKeyError> {
+        match self.for_key(key_id) {
+            Ok(provider) => provider.delete(key_id),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// The provider of a platform with no usable key store: it fails closed and never falls back to a

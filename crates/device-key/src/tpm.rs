@@ -121,6 +121,10 @@ impl TpmProvider {
 }
 
 impl DeviceKeyProvider for TpmProvider {
+    fn probe(&self) -> Result<(), DeviceKeyError> {
+        TpmProvider::probe(self)
+    }
+
     fn create(&self, _: ProtectionPolicy) -> Result<ProviderKey, DeviceKeyError> {
         // hardware_tpm is not degraded, so every policy accepts it.
         let key_id = KeyId::generate(ProtectionClass::HardwareTpm);

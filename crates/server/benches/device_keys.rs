@@ -69,6 +69,7 @@ fn main() {
     let config = DeviceKeysConfig {
         tpm_tcti: Some(tpm.tcti()),
         allow_software_tpm: true,
+        ..DeviceKeysConfig::default()
     };
     let keys = open_device_keys(&home, &config).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -60,6 +60,16 @@ pub struct DeviceKeysConfig {
     /// `TETHER_ALLOW_SOFTWARE_TPM=1` turns it on.
     #[serde(default)]
     pub allow_software_tpm: bool,
+    /// PKCS#11 module of the `os_protected_nonextractable` token (`p11-kit-client.so`, with
+    /// `P11_KIT_SERVER_ADDRESS` in the environment). Unset: no such class.
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of that token (default `tether`).
+    pub pkcs11_token_label: Option<String>,
+    /// File holding the token's user PIN; default: the systemd credential `tether-pkcs11-pin`.
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// Accept a token inside tether's process or user (tests only).
+    #[serde(default)]
+    pub allow_in_process_token: bool,
 }
 
 const KNOWN_SETTINGS: &[&str] = &[
@@ -70,7 +80,14 @@ const KNOWN_SETTINGS: &[&str] = &[
     "chatgpt_base_url",
     "thread_unload_delay_secs",
 ];
-const KNOWN_DEVICE_KEY_SETTINGS: &[&str] = &["tpm_tcti", "allow_software_tpm"];
+const KNOWN_DEVICE_KEY_SETTINGS: &[&str] = &[
+    "tpm_tcti",
+    "allow_software_tpm",
+    "pkcs11_module",
+    "pkcs11_token_label",
+    "pkcs11_pin_file",
+    "allow_in_process_token",
+];
 const KNOWN_PROVIDER_SETTINGS: &[&str] = &[
     "name",
     "base_url",

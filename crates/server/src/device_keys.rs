@@ -24,17 +24,50 @@ pub fn device_keys(state: StateDb, home: &Home, config: &DeviceKeysConfig) -> De
     DeviceKeyStore::new(state, platform_provider(home, config))
 }
 
+/// The TPM first; the PKCS#11 token (when configured) for callers whose policy allows it.
 #[cfg(target_os = "linux")]
 fn platform_provider(home: &Home, config: &DeviceKeysConfig) -> Arc<dyn DeviceKeyProvider> {
+    use tether_device_key::SelectingProvider;
+    use tether_device_key::pkcs11::{Pkcs11Provider, Pkcs11Settings};
     use tether_device_key::tpm::{DEFAULT_TCTI, TpmProvider, TpmSettings};
-    Arc::new(TpmProvider::new(TpmSettings {
+    let token = config.pkcs11_module.as_ref().map(|module| {
+        let provider = Pkcs11Provider::new(Pkcs11Settings {
+            module: module.clone(),
+            token_label: config
+                .pkcs11_token_label
+                .clone()
+                .unwrap_or_else(|| "tether".to_owned()),
+            pin: read_pin(config),
+            allow_in_process: config.allow_in_process_token,
+        });
+        Arc::new(provider) as Arc<dyn DeviceKeyProvider>
+    });
+    let tpm = Arc::new(TpmProvider::new(TpmSettings {
         tcti: config
             .tpm_tcti
             .clone()
             .unwrap_or_else(|| DEFAULT_TCTI.to_owned()),
         allow_software_tpm: config.allow_software_tpm,
         key_dir: home.tpm_key_dir(),
-    }))
+    }));
+    Arc::new(SelectingProvider::new(tpm, token))
+}
+
+/// The token PIN: from `pkcs11_pin_file`, else the systemd credential. Read once; never logged.
+#[cfg(target_os = "linux")]
+fn read_pin(config: &DeviceKeysConfig) -> String {
+    let path = config.pkcs11_pin_file.clone().or_else(|| {
+        std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|dir| std::path::PathBuf::from(dir).join("tether-pkcs11-pin"))
+    });
+    match path.map(|path| (std::fs::read_to_string(&path), path)) {
+        Some((Ok(pin), _)) => pin.trim_end_matches(['\n', '\r']).to_owned(),
+        Some((Err(err), path)) => {
+            tracing::warn!(path = %path.display(), "cannot read the PKCS#11 PIN: {err}");
+            String::new()
+        }
+        None => String::new(),
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

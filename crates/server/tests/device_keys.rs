@@ -40,6 +40,7 @@ impl Fixture {
         DeviceKeysConfig {
             tpm_tcti: Some(self.tpm.tcti()),
             allow_software_tpm,
+            ..DeviceKeysConfig::default()
         }
     }
 
@@ -256,6 +257,7 @@ async fn unreachable_tpm_means_unavailable() {
         let config = DeviceKeysConfig {
             tpm_tcti: Some(tcti.into()),
             allow_software_tpm: true,
+            ..DeviceKeysConfig::default()
         };
         let keys = open_device_keys(&home, &config).unwrap();
         let err = keys.create("acct", "cli", None).await.unwrap_err();

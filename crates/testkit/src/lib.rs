@@ -8,10 +8,12 @@ mod client;
 mod process;
 mod schema;
 mod swtpm;
+mod token;
 mod upstream;
 
 pub use client::{Client, Frame};
 pub use process::{TetherProcess, send_signal};
 pub use schema::Schemas;
 pub use swtpm::Swtpm;
+pub use token::{IsolatedToken, TOKEN_LABEL, TOKEN_USER, client_module, softhsm_module};
 pub use upstream::{RecordedRequest, ResponsesServer, Script, Step, completed, message_response};
