@@ -217,11 +217,11 @@ async fn initialize(
         platform_family: std::env::consts::FAMILY.to_owned(),
         platform_os: std::env::consts::OS.to_owned(),
     };
-    if !connection.initialize(Session::new(name, params.capabilities)) {
-        return Err(ErrorObject::invalid_request("Already initialized"));
-    }
-    tracing::info!(connection = connection.id(), client = %name, "initialized");
+    // The response is queued before the connection counts as initialized, so no broadcast can
+    // overtake it. Requests of this connection wait for this one: nothing sees the gap.
     connection.send(Outgoing::response(id, &response)).await;
+    connection.initialize(Session::new(name, params.capabilities));
+    tracing::info!(connection = connection.id(), client = %name, "initialized");
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
@@ -165,6 +166,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             Bound::Tcp(listener, auth) => {
                 let app = websocket::router(Arc::clone(&server), auth);
                 let shutdown = server.shutdown.clone();
+                // Notifications are many small writes: Nagle would hold them for the peer's
+                // delayed ACK (about 40 ms).
+                let listener = listener.tap_io(|stream| {
+                    if let Err(err) = stream.set_nodelay(true) {
+                        tracing::warn!("cannot set TCP_NODELAY: {err}");
+                    }
+                });
                 server.tasks.spawn(async move {
                     let served = axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -151,14 +151,19 @@ impl Upstream {
         body: &Value,
         hook: &dyn HeaderHook,
     ) -> Result<ResponseStream, UpstreamError> {
-        let mut body = body.clone();
-        body["stream"] = Value::Bool(true);
+        let body = if body.get("stream") == Some(&Value::Bool(true)) {
+            body.to_string()
+        } else {
+            let mut body = body.clone();
+            body["stream"] = Value::Bool(true);
+            body.to_string()
+        };
         let mut request = self
             .http
             .post(self.url())
             .header("accept", "text/event-stream")
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(body);
         for (name, value) in self
             .endpoint
             .headers

@@ -1110,9 +1110,18 @@ impl Actor {
     /// Appends the turn to the history log (synced) and updates the index.
     async fn record(&mut self, turn: Turn) {
         self.thread.updated_at = now_ms() / 1000;
-        if let Some(log) = &self.log {
-            if let Err(err) = log.append(&turn) {
-                tracing::error!(thread = %self.thread.id, "cannot write the history log: {err}");
+        if let Some(log) = self.log.clone() {
+            // The write ends in an fsync: keep it off the async workers.
+            let record = turn.clone();
+            let appended = tokio::task::spawn_blocking(move || log.append(&record)).await;
+            match appended {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(thread = %self.thread.id, "cannot write the history log: {err}")
+                }
+                Err(err) => {
+                    tracing::error!(thread = %self.thread.id, "history log task failed: {err}")
+                }
             }
             let touched = self
                 .threads()

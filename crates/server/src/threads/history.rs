@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tether_protocol::Turn;
 
 /// The log of one thread.
+#[derive(Clone)]
 pub struct HistoryLog {
     path: PathBuf,
 }
