@@ -15,7 +15,8 @@ use tether_device_key::{
     ProtectionPolicy, SignPayload, VerifyOptions, signed_payload_bytes, verify_signature,
 };
 use tether_server::{
-    Config, Home, Limits, ListenAddress, ServeOptions, WsAuthFlags, WsAuthMode, open_device_keys,
+    Config, Home, Limits, ListenAddress, LogFormat, ServeOptions, WsAuthFlags, WsAuthMode,
+    open_device_keys,
 };
 
 #[derive(Parser)]
@@ -35,6 +36,15 @@ enum Command {
     /// Hardware-bound device keys.
     #[command(subcommand)]
     DeviceKey(DeviceKeyCommand),
+    /// Show what a running server is doing (asks it over its unix control socket).
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        /// The control socket (default: the one under the home directory).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Write the JSON Schema of every message tether speaks.
     Schema {
         /// Output directory (created if missing).
@@ -78,9 +88,18 @@ struct ServeArgs {
     /// signed-bearer-token: tolerance for `exp` and `nbf` (default 30).
     #[arg(long)]
     ws_max_clock_skew_seconds: Option<u64>,
+    /// Log lines for people or as JSON (to stderr; `RUST_LOG` filters them).
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormatArg,
     /// Seconds shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_seconds: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +184,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve(home, args),
         Command::DeviceKey(command) => device_key(&home, command),
+        Command::Status { json, socket } => status(&home, json, socket),
         Command::Schema { out } => tether_server::write_schemas(&out)
             .map(|files| println!("wrote {} schema files to {}", files.len(), out.display()))
             .map_err(Failure::from),
@@ -179,7 +199,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
-    tether_server::init_logging(std::env::var("RUST_LOG").ok().as_deref());
+    let format = match args.log_format {
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    tether_server::init_logging(std::env::var("RUST_LOG").ok().as_deref(), format);
     let ws_auth = WsAuthFlags {
         mode: args.ws_auth.map(|mode| match mode {
             WsAuthArg::CapabilityToken => WsAuthMode::CapabilityToken,
@@ -212,6 +236,20 @@ fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
     // The stdin reader may be parked in a blocking read that nothing can interrupt.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(served?)
+}
+
+fn status(home: &Home, json: bool, socket: Option<PathBuf>) -> Result<(), Failure> {
+    let socket = socket.unwrap_or_else(|| home.control_socket());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(tether_server::query_status(&socket))?;
+    if json {
+        print_json(&status);
+    } else {
+        print!("{}", tether_server::render_status(&status));
+    }
+    Ok(())
 }
 
 fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {

@@ -75,11 +75,6 @@ impl Pkcs11Provider {
         }
     }
 
-    /// Opens and logs in to the token now, so availability can be known before a key operation.
-    pub fn probe(&self) -> Result<(), DeviceKeyError> {
-        self.session().map(drop)
-    }
-
     fn session(&self) -> Result<MutexGuard<'_, Option<TokenSession>>, DeviceKeyError> {
         let mut guard = self
             .session
@@ -265,8 +260,9 @@ fn check_never_exposed(session: &Session, private: ObjectHandle) -> Result<(), D
 }
 
 impl DeviceKeyProvider for Pkcs11Provider {
-    fn probe(&self) -> Result<(), DeviceKeyError> {
-        Pkcs11Provider::probe(self)
+    fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError> {
+        self.session()
+            .map(|_| ProtectionClass::OsProtectedNonextractable)
     }
 
     fn create(&self, policy: ProtectionPolicy) -> Result<ProviderKey, DeviceKeyError> {

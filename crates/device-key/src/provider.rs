@@ -23,10 +23,9 @@ pub trait DeviceKeyProvider: Send + Sync + 'static {
     fn sign(&self, key_id: &KeyId, message: &[u8]) -> Result<Vec<u8>, DeviceKeyError>;
     /// Forgets a key (rollback of a failed create). Deleting a missing key succeeds.
     fn delete(&self, key_id: &KeyId) -> Result<(), DeviceKeyError>;
-    /// Whether the provider can be used now (`HardwareBackedKeysUnavailable` when not).
-    fn probe(&self) -> Result<(), DeviceKeyError> {
-        Ok(())
-    }
+    /// The class of the keys this provider would create now, or why it cannot
+    /// (`HardwareBackedKeysUnavailable`). Opens the underlying store if needed.
+    fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError>;
 }
 
 /// Chooses between the hardware provider and an optional degraded one, by the caller's policy:
@@ -59,15 +58,15 @@ impl SelectingProvider {
 
 impl DeviceKeyProvider for SelectingProvider {
     fn create(&self, policy: ProtectionPolicy) -> Result<ProviderKey, DeviceKeyError> {
-        match self.hardware.probe() {
-            Ok(()) => return self.hardware.create(policy),
+        match self.hardware.usable_class() {
+            Ok(_) => return self.hardware.create(policy),
             Err(DeviceKeyError::HardwareBackedKeysUnavailable) => {}
             Err(other) => return Err(other),
         }
         let Some(degraded) = &self.degraded else {
             return Err(DeviceKeyError::HardwareBackedKeysUnavailable);
         };
-        degraded.probe()?;
+        degraded.usable_class()?;
         let available = ProtectionClass::OsProtectedNonextractable;
         if !policy.allows(available) {
             return Err(DeviceKeyError::DegradedProtectionNotAllowed { available });
@@ -81,6 +80,15 @@ impl DeviceKeyProvider for SelectingProvider {
 
     fn sign(&self, key_id: &KeyId, message: &[u8]) -> Result<Vec<u8>, DeviceKeyError> {
         self.for_key(key_id)?.sign(key_id, message)
+    }
+
+    fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError> {
+        self.hardware
+            .usable_class()
+            .or_else(|hardware_error| match &self.degraded {
+                Some(degraded) => degraded.usable_class(),
+                None => Err(hardware_error),
+            })
     }
 
     fn delete(&self, key_id: &KeyId) -> Result<(), DeviceKeyError> {
@@ -111,5 +119,9 @@ impl DeviceKeyProvider for UnavailableProvider {
 
     fn delete(&self, _: &KeyId) -> Result<(), DeviceKeyError> {
         Ok(())
+    }
+
+    fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError> {
+        Err(DeviceKeyError::HardwareBackedKeysUnavailable)
     }
 }

@@ -158,6 +158,12 @@ impl<B: BindingStore> DeviceKeyStore<B> {
         })
     }
 
+    /// The class a new key would get now (at best), or why there is none.
+    pub async fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError> {
+        let provider = Arc::clone(&self.inner.provider);
+        blocking(move || provider.usable_class()).await
+    }
+
     async fn binding(&self, key_id: &KeyId) -> Result<KeyBinding, DeviceKeyError> {
         self.inner
             .bindings

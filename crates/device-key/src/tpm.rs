@@ -82,12 +82,6 @@ impl TpmProvider {
         }
     }
 
-    /// Opens the TPM now, so that a caller can report availability (and the software-TPM refusal)
-    /// before any key operation.
-    pub fn probe(&self) -> Result<(), DeviceKeyError> {
-        self.session().map(drop)
-    }
-
     fn session(&self) -> Result<MutexGuard<'_, Option<Session>>, DeviceKeyError> {
         let mut guard = self
             .session
@@ -121,8 +115,8 @@ impl TpmProvider {
 }
 
 impl DeviceKeyProvider for TpmProvider {
-    fn probe(&self) -> Result<(), DeviceKeyError> {
-        TpmProvider::probe(self)
+    fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError> {
+        self.session().map(|_| ProtectionClass::HardwareTpm)
     }
 
     fn create(&self, _: ProtectionPolicy) -> Result<ProviderKey, DeviceKeyError> {

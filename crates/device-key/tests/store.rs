@@ -73,6 +73,10 @@ impl DeviceKeyProvider for SoftwareProvider {
         self.keys.lock().unwrap().remove(key_id);
         Ok(())
     }
+
+    fn usable_class(&self) -> Result<ProtectionClass, DeviceKeyError> {
+        Ok(ProtectionClass::HardwareTpm)
+    }
 }
 
 #[derive(Default, Clone)]

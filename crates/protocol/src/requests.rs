@@ -55,6 +55,9 @@ pub enum ClientRequest {
     /// Stop the running turn.
     #[serde(rename = "turn/interrupt")]
     TurnInterrupt(TurnInterruptParams),
+    /// tether's own introspection for the server's owner (`tether status`).
+    #[serde(rename = "tether/status")]
+    TetherStatus(serde_json::Map<String, Value>),
     /// Create a device key.
     #[serde(rename = "device/key/create")]
     DeviceKeyCreate(DeviceKeyCreateParams),
@@ -106,6 +109,7 @@ impl ClientRequest {
             ClientRequest::ThreadCompactStart(_) => "thread/compact/start",
             ClientRequest::TurnStart(_) => "turn/start",
             ClientRequest::TurnInterrupt(_) => "turn/interrupt",
+            ClientRequest::TetherStatus(_) => "tether/status",
             ClientRequest::DeviceKeyCreate(_) => "device/key/create",
             ClientRequest::DeviceKeyPublic(_) => "device/key/public",
             ClientRequest::DeviceKeySign(_) => "device/key/sign",
@@ -157,7 +161,7 @@ mod tests {
     fn decode_errors_use_serde_wording() {
         assert_eq!(
             error("bogus/method", None),
-            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/revert`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `device/key/create`, `device/key/public`, `device/key/sign`"
+            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/revert`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`"
         );
         assert_eq!(error("initialize", None), "missing field `params`");
         assert_eq!(

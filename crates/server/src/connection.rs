@@ -11,12 +11,14 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
-/// Where a connection comes from. Only local owner connections may use device keys.
+/// How a connection reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// The process's own stdin/stdout.
     Stdio,
-    /// The WebSocket listener or the unix control socket.
+    /// The unix control socket (owner-only).
+    Unix,
+    /// The `ws://` listener.
     WebSocket,
 }
 
@@ -26,10 +28,16 @@ impl Origin {
         self == Origin::Stdio
     }
 
-    /// A short name for logs.
+    /// Server introspection (`tether/status`) is for the owner: stdio and the 0600 unix socket.
+    pub fn allows_status(self) -> bool {
+        self != Origin::WebSocket
+    }
+
+    /// A short name for logs and status.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Stdio => "stdio",
+            Origin::Unix => "unix",
             Origin::WebSocket => "websocket",
         }
     }
@@ -223,6 +231,24 @@ impl Registry {
         for connection in initialized {
             connection.send(message.clone()).await;
         }
+    }
+
+    /// What `tether/status` shows of every open connection.
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        self.lock()
+            .values()
+            .map(|c| {
+                let session = c.session();
+                serde_json::json!({
+                    "id": c.id,
+                    "transport": c.origin.as_str(),
+                    "initialized": session.is_some(),
+                    "client": session.map(|s| s.client_name.clone()),
+                    "experimentalApi": session.is_some_and(|s| s.experimental_api),
+                    "requestAttestation": session.is_some_and(|s| s.request_attestation),
+                })
+            })
+            .collect()
     }
 
     /// How many connections are open.

@@ -14,9 +14,18 @@ const PAYLOAD_LOGGING_CRATES: &[&str] = &[
     "axum",
 ];
 
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people.
+    Human,
+    /// One JSON object per line, for collectors.
+    Json,
+}
+
 /// Logs to stderr (stdout belongs to the stdio transport), filtered by `filter` in `RUST_LOG`
 /// syntax (default `info`).
-pub fn init_logging(filter: Option<&str>) {
+pub fn init_logging(filter: Option<&str>, format: LogFormat) {
     let mut directives = filter
         .filter(|f| !f.trim().is_empty())
         .unwrap_or("info")
@@ -28,9 +37,13 @@ pub fn init_logging(filter: Option<&str>) {
         eprintln!("tether: ignoring RUST_LOG ({err})");
         EnvFilter::new("info")
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }

@@ -177,6 +177,16 @@ async fn request(
         }
         ClientRequest::TurnStart(p) => server.threads.turn_start(connection, id, p).await,
         ClientRequest::TurnInterrupt(p) => server.threads.interrupt(connection, id, p).await,
+        ClientRequest::TetherStatus(_) => {
+            if !connection.origin().allows_status() {
+                return Err(ErrorObject::invalid_request(format!(
+                    "{method} is not available over remote transports"
+                )));
+            }
+            let status = crate::status::snapshot(server).await;
+            connection.send(Outgoing::response(id, &status)).await;
+            Ok(())
+        }
         ClientRequest::DeviceKeyCreate(p) => {
             device_key(server, connection, id, method, move |keys| async move {
                 keys.create(&p.account_user_id, &p.client_id, p.protection_policy)

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::Registry;
+use crate::connection::{Origin, Registry};
 use crate::transport::auth::WsAuth;
 use crate::transport::{stdio, websocket};
 use tether_state::StateDb;
@@ -111,6 +111,7 @@ pub struct Server {
     pub(crate) device_keys: crate::DeviceKeys,
     pub(crate) threads: Threads,
     pub(crate) requests: ServerRequests,
+    pub(crate) started: std::time::Instant,
     pub(crate) home_dir: String,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -147,6 +148,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         device_keys,
         threads,
         requests: ServerRequests::default(),
+        started: std::time::Instant::now(),
         home_dir,
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
@@ -164,7 +166,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
                 });
             }
             Bound::Tcp(listener, auth) => {
-                let app = websocket::router(Arc::clone(&server), auth);
+                let app = websocket::router(Arc::clone(&server), auth, Origin::WebSocket);
                 let shutdown = server.shutdown.clone();
                 // Notifications are many small writes: Nagle would hold them for the peer's
                 // delayed ACK (about 40 ms).
@@ -183,7 +185,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
                 });
             }
             Bound::Unix(listener, path) => {
-                let app = websocket::router(Arc::clone(&server), Arc::new(WsAuth::Open));
+                let app =
+                    websocket::router(Arc::clone(&server), Arc::new(WsAuth::Open), Origin::Unix);
                 let shutdown = server.shutdown.clone();
                 sockets.push(path);
                 server.tasks.spawn(async move {

@@ -47,6 +47,11 @@ impl ServerRequests {
         }
     }
 
+    /// How many requests wait for an answer.
+    pub fn pending(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Stops waiting for `id`; a later answer is ignored.
     pub fn cancel(&self, id: i64) {
         self.lock().remove(&id);

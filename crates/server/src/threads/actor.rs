@@ -208,6 +208,11 @@ impl Actor {
         }
     }
 
+    /// Follows the subscriber set (for status and attestation).
+    pub fn watch_subscribers(&self) -> watch::Receiver<BTreeSet<u64>> {
+        self.subscribers.subscribe()
+    }
+
     fn subscribe(&self, connection: u64) {
         self.subscribers.send_modify(|ids| {
             ids.insert(connection);

@@ -7,7 +7,7 @@ mod history;
 mod providers;
 mod sampler;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ pub struct Settings {
 struct Handle {
     mailbox: mpsc::Sender<Command>,
     status: watch::Receiver<ThreadStatus>,
+    subscribers: watch::Receiver<BTreeSet<u64>>,
 }
 
 /// Every loaded thread, and what is needed to load more.
@@ -133,8 +134,13 @@ impl Threads {
             commands,
             mailbox.clone(),
         );
+        let subscribers = actor.watch_subscribers();
         server.tasks.spawn(actor.run());
-        Ok(Handle { mailbox, status })
+        Ok(Handle {
+            mailbox,
+            status,
+            subscribers,
+        })
     }
 
     fn log_for(&self, id: &str) -> HistoryLog {
@@ -533,6 +539,23 @@ impl Threads {
             turn_id: params.turn_id,
         };
         self.deliver(&handle, command, &thread_id).await
+    }
+
+    /// What `tether/status` shows of every loaded thread, by id.
+    pub fn snapshot(&self) -> Vec<Value> {
+        let mut threads: Vec<Value> = self
+            .lock()
+            .iter()
+            .map(|(id, handle)| {
+                json!({
+                    "id": id,
+                    "status": *handle.status.borrow(),
+                    "subscribers": handle.subscribers.borrow().len(),
+                })
+            })
+            .collect();
+        threads.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        threads
     }
 
     /// Unsubscribes a closed connection from every loaded thread.

@@ -24,16 +24,21 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 struct Listener {
     server: Arc<Server>,
     auth: Arc<WsAuth>,
+    origin: Origin,
 }
 
-/// The HTTP service of one WebSocket listener.
-pub fn router(server: Arc<Server>, auth: Arc<WsAuth>) -> Router {
+/// The HTTP service of one WebSocket listener (`origin`: the unix socket or `ws://`).
+pub fn router(server: Arc<Server>, auth: Arc<WsAuth>, origin: Origin) -> Router {
     Router::new()
         .route("/readyz", get(ready))
         .route("/healthz", get(healthy))
         .fallback(upgrade)
         .layer(middleware::from_fn(refuse_browsers))
-        .with_state(Listener { server, auth })
+        .with_state(Listener {
+            server,
+            auth,
+            origin,
+        })
 }
 
 async fn healthy() -> StatusCode {
@@ -70,7 +75,7 @@ async fn upgrade(
         return (StatusCode::UNAUTHORIZED, reason).into_response();
     }
     let limit = listener.server.limits.max_frame_bytes;
-    let server = listener.server;
+    let (server, origin) = (listener.server, listener.origin);
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -79,16 +84,16 @@ async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tasks = server.tasks.clone();
-            tasks.track_future(serve_socket(server, socket))
+            tasks.track_future(serve_socket(server, socket, origin))
         })
 }
 
-async fn serve_socket(server: Arc<Server>, socket: WebSocket) {
+async fn serve_socket(server: Arc<Server>, socket: WebSocket, origin: Origin) {
     let (mut sink, mut stream) = socket.split();
     let shutdown = server.shutdown.clone();
     super::run(
         &server,
-        Origin::WebSocket,
+        origin,
         WhenFull::Disconnect,
         server.limits.ws_outbound_queue,
         async move |inbox, connection| {
