@@ -213,9 +213,15 @@ fn key_info(key: &ProviderKey) -> DeviceKeyInfo {
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, DeviceKeyError> + Send + 'static,
 ) -> Result<T, DeviceKeyError> {
-    tokio::task::spawn_blocking(call).await.map_err(|err| {
-        DeviceKeyError::Platform(format!("device key provider task failed: {err}"))
-    })?
+    // The provider's work is a child of the caller's span, on the blocking pool too.
+    let span = tracing::info_span!("provider_call");
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        tracing::debug!("calling the provider");
+        call()
+    })
+    .await
+    .map_err(|err| DeviceKeyError::Platform(format!("device key provider task failed: {err}")))?
 }
 
 fn unix_now() -> Result<i64, DeviceKeyError> {

@@ -87,6 +87,8 @@ pub enum Incoming {
         method: String,
         /// Absent and `null` are the same.
         params: Option<Value>,
+        /// `trace.traceparent`, when the client sent one.
+        traceparent: Option<String>,
     },
     /// Expects nothing back.
     Notification {
@@ -137,6 +139,11 @@ pub fn parse_incoming(frame: &[u8]) -> Result<Incoming, ParseError> {
                 id,
                 method,
                 params: object.remove("params").filter(|p| !p.is_null()),
+                traceparent: object
+                    .get("trace")
+                    .and_then(|trace| trace.get("traceparent"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             },
             None => Incoming::Notification { method },
         });
@@ -308,15 +315,18 @@ mod tests {
             Incoming::Request {
                 id: RequestId::Integer(7),
                 method: "initialize".into(),
-                params: Some(json!({"a":1}))
+                params: Some(json!({"a":1})),
+                traceparent: None
             }
         );
         assert_eq!(
-            parse(r#"{"id":"x","method":"m","params":null}"#).unwrap(),
+            parse(r#"{"id":"x","method":"m","params":null,"trace":{"traceparent":"00-ab-cd-01"}}"#)
+                .unwrap(),
             Incoming::Request {
                 id: RequestId::String("x".into()),
                 method: "m".into(),
-                params: None
+                params: None,
+                traceparent: Some("00-ab-cd-01".into())
             }
         );
         assert_eq!(

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tether_protocol::Outgoing;
 use tether_upstream::{HeaderHook, HeadersFuture};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::Server;
 use crate::server_requests::Answer;
@@ -75,6 +76,11 @@ impl AttestationHook {
     }
 
     async fn outcome(&self) -> Option<Outcome> {
+        let span = tracing::info_span!("attestation");
+        self.ask().instrument(span).await
+    }
+
+    async fn ask(&self) -> Option<Outcome> {
         let candidates: Vec<u64> = self.subscribers.borrow().iter().copied().collect();
         let connection = self
             .server

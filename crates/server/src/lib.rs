@@ -20,6 +20,7 @@ mod serve;
 mod server_requests;
 mod status;
 mod threads;
+mod trace;
 mod transport;
 mod user_agent;
 

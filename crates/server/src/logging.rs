@@ -44,6 +44,10 @@ pub fn init_logging(filter: Option<&str>, format: LogFormat) {
         LogFormat::Human => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
-        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }

@@ -12,10 +12,12 @@ use tether_protocol::{
 };
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tracing::Instrument as _;
 
 use crate::connection::{Connection, Session};
 use crate::server_requests::Answer;
 use crate::threads::Command;
+use crate::trace::Trace;
 use crate::user_agent::user_agent;
 use crate::{DeviceKeys, Server};
 
@@ -72,8 +74,18 @@ pub fn start(
 
 async fn handle(server: &Arc<Server>, connection: &Arc<Connection>, message: Incoming) {
     match message {
-        Incoming::Request { id, method, params } => {
-            if let Err(error) = request(server, connection, id.clone(), &method, params).await {
+        Incoming::Request {
+            id,
+            method,
+            params,
+            traceparent,
+        } => {
+            let trace = Trace::for_request(&method, connection.id(), &id, traceparent.as_deref());
+            let span = trace.span.clone();
+            let handled = request(server, connection, id.clone(), &method, params, trace)
+                .instrument(span)
+                .await;
+            if let Err(error) = handled {
                 connection.send(Outgoing::Error { id, error }).await;
             }
         }
@@ -101,6 +113,7 @@ async fn request(
     id: RequestId,
     method: &str,
     params: Option<serde_json::Value>,
+    trace: Trace,
 ) -> Result<(), ErrorObject> {
     let request = ClientRequest::decode(method, params)
         .map_err(|err| ErrorObject::invalid_request(format!("Invalid request: {err}")))?;
@@ -173,9 +186,12 @@ async fn request(
                 .await
         }
         ClientRequest::ThreadCompactStart(p) => {
-            server.threads.compact(connection, id, &p.thread_id).await
+            server
+                .threads
+                .compact(connection, id, &p.thread_id, trace)
+                .await
         }
-        ClientRequest::TurnStart(p) => server.threads.turn_start(connection, id, p).await,
+        ClientRequest::TurnStart(p) => server.threads.turn_start(connection, id, p, trace).await,
         ClientRequest::TurnInterrupt(p) => server.threads.interrupt(connection, id, p).await,
         ClientRequest::TetherStatus(_) => {
             if !connection.origin().allows_status() {
@@ -257,19 +273,23 @@ where
     }
     let keys = server.device_keys.clone();
     let connection = Arc::clone(connection);
-    server.tasks.spawn(async move {
-        let reply = match operation(keys).await {
-            Ok(result) => Outgoing::response(id, &result),
-            Err(error) => Outgoing::Error {
-                id,
-                error: ErrorObject {
-                    code: error.jsonrpc_code(),
-                    message: error.to_string(),
-                    data: None,
+    let span = tracing::info_span!("device_key", method);
+    server.tasks.spawn(
+        async move {
+            let reply = match operation(keys).await {
+                Ok(result) => Outgoing::response(id, &result),
+                Err(error) => Outgoing::Error {
+                    id,
+                    error: ErrorObject {
+                        code: error.jsonrpc_code(),
+                        message: error.to_string(),
+                        data: None,
+                    },
                 },
-            },
-        };
-        connection.send(reply).await;
-    });
+            };
+            connection.send(reply).await;
+        }
+        .instrument(span),
+    );
     Ok(())
 }

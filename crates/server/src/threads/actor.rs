@@ -13,21 +13,21 @@ use tether_protocol::{
     ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus,
     UserInput, now_ms,
 };
-use tether_upstream::{
-    HeaderHook, NoExtraHeaders, OutputItem, ResponseEvent, UpstreamError, Usage,
-};
+use tether_upstream::{OutputItem, ResponseEvent, UpstreamError, Usage};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::goals;
 use super::history::HistoryLog;
-use super::sampler::{Sampled, sample};
+use super::sampler::{RoundHeaders, Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
 use crate::attestation::AttestationHook;
 use crate::connection::Connection;
 use crate::server_requests::Answer;
+use crate::trace::Trace;
 
 /// What the actor is asked to do.
 pub enum Command {
@@ -59,6 +59,7 @@ pub enum Command {
         connection: Arc<Connection>,
         id: RequestId,
         params: TurnStartParams,
+        trace: Trace,
     },
     /// `turn/interrupt`.
     Interrupt {
@@ -74,6 +75,7 @@ pub enum Command {
     Compact {
         connection: Arc<Connection>,
         id: RequestId,
+        trace: Trace,
     },
     /// `thread/goal/set`.
     GoalSet {
@@ -128,11 +130,16 @@ struct ActiveTurn {
     compaction: Option<(String, String)>,
     /// Tokens the turn's rounds used, for goal accounting.
     tokens: i64,
+    /// The turn's span (a child of the request that started it) and trace context.
+    trace: Trace,
 }
 
 impl ActiveTurn {
-    fn new(compaction_item: Option<String>) -> ActiveTurn {
+    fn new(compaction_item: Option<String>, started_by: &Trace) -> ActiveTurn {
         let turn_id = uuid::Uuid::now_v7().to_string();
+        let trace = started_by.child(|parent, context| {
+            tracing::info_span!(parent: parent, "turn", turn = %turn_id, trace_id = %context.trace_id(), span_id = %context.span_id())
+        });
         ActiveTurn {
             turn: Turn {
                 id: turn_id.clone(),
@@ -155,6 +162,7 @@ impl ActiveTurn {
             round_over: false,
             compaction: compaction_item.map(|id| (id, String::new())),
             tokens: 0,
+            trace,
         }
     }
 }
@@ -330,8 +338,13 @@ impl Actor {
                 connection,
                 id,
                 params,
-            } => self.turn_start(connection, id, params).await,
-            Command::Compact { connection, id } => self.compact(connection, id).await,
+                trace,
+            } => self.turn_start(connection, id, params, trace).await,
+            Command::Compact {
+                connection,
+                id,
+                trace,
+            } => self.compact(connection, id, trace).await,
             Command::GoalSet {
                 connection,
                 id,
@@ -553,6 +566,7 @@ impl Actor {
         connection: Arc<Connection>,
         id: RequestId,
         params: TurnStartParams,
+        trace: Trace,
     ) {
         if let Some(model) = params.model.clone() {
             self.settings.model = model;
@@ -571,7 +585,7 @@ impl Actor {
         }
         let steering = self.active.is_some();
         if !steering {
-            self.active = Some(ActiveTurn::new(None));
+            self.active = Some(ActiveTurn::new(None, &trace));
         }
         let active = self.active.as_mut().expect("set above");
         let mut response_turn = active.turn.clone();
@@ -597,14 +611,14 @@ impl Actor {
 
     /// `thread/compact/start`: a turn whose one round summarizes the history into a
     /// `contextCompaction` item that later rounds start from.
-    async fn compact(&mut self, connection: Arc<Connection>, id: RequestId) {
+    async fn compact(&mut self, connection: Arc<Connection>, id: RequestId, trace: Trace) {
         if self.active.is_some() {
             let error = ErrorObject::invalid_request("cannot compact while a turn is running");
             connection.send(Outgoing::Error { id, error }).await;
             return;
         }
         let item_id = uuid::Uuid::now_v7().to_string();
-        let active = ActiveTurn::new(Some(item_id.clone()));
+        let active = ActiveTurn::new(Some(item_id.clone()), &trace);
         let turn_id = active.turn.id.clone();
         self.active = Some(active);
         connection.send(Outgoing::response(id, &json!({}))).await;
@@ -670,22 +684,28 @@ impl Actor {
         match provider {
             Ok(provider) => {
                 let cancel = active.cancel.clone();
-                let hook: Arc<dyn HeaderHook> = if provider.first_party {
-                    Arc::new(AttestationHook::new(
-                        Arc::clone(&self.server),
-                        self.subscribers.subscribe(),
-                    ))
-                } else {
-                    Arc::new(NoExtraHeaders)
-                };
-                self.server.tasks.spawn(sample(
-                    provider,
-                    hook,
-                    body,
-                    generation,
-                    self.myself.clone(),
-                    cancel,
-                ));
+                let round = active.trace.child(|parent, context| {
+                    tracing::info_span!(parent: parent, "upstream_request", generation, trace_id = %context.trace_id(), span_id = %context.span_id())
+                });
+                let attestation = provider.first_party.then(|| {
+                    AttestationHook::new(Arc::clone(&self.server), self.subscribers.subscribe())
+                });
+                let hook = Arc::new(RoundHeaders {
+                    traceparent: round.context.traceparent(),
+                    attestation,
+                });
+                let round_span = round.span;
+                self.server.tasks.spawn(
+                    sample(
+                        provider,
+                        hook,
+                        body,
+                        generation,
+                        self.myself.clone(),
+                        cancel,
+                    )
+                    .instrument(round_span),
+                );
             }
             Err(message) => {
                 // Reported through the mailbox like any other round's outcome.
@@ -1199,7 +1219,7 @@ impl Actor {
                 | Command::Unsubscribe { connection, id }
                 | Command::Read { connection, id, .. }
                 | Command::TurnStart { connection, id, .. }
-                | Command::Compact { connection, id }
+                | Command::Compact { connection, id, .. }
                 | Command::GoalSet { connection, id, .. }
                 | Command::GoalGet { connection, id }
                 | Command::GoalClear { connection, id }

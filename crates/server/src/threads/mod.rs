@@ -25,6 +25,7 @@ pub use self::actor::Command;
 use self::history::HistoryLog;
 pub use self::providers::Providers;
 use crate::connection::Connection;
+use crate::trace::Trace;
 use crate::{Home, Server};
 
 const MAILBOX: usize = 256;
@@ -458,19 +459,18 @@ impl Threads {
         connection: &Arc<Connection>,
         id: RequestId,
         params: TurnStartParams,
+        trace: Trace,
     ) -> Reply {
-        let thread_id = parse_id(&params.thread_id)?;
-        let handle = self
-            .handle(&thread_id)
-            .ok_or_else(|| invalid(format!("thread not found: {thread_id}")))?;
-        self.deliver(
-            &handle,
+        let thread_id = params.thread_id.clone();
+        let connection = Arc::clone(connection);
+        self.deliver_to_loaded(
+            &thread_id,
             Command::TurnStart {
-                connection: Arc::clone(connection),
+                connection,
                 id,
                 params,
+                trace,
             },
-            &thread_id,
         )
         .await
     }
@@ -481,20 +481,26 @@ impl Threads {
         connection: &Arc<Connection>,
         id: RequestId,
         thread_id: &str,
+        trace: Trace,
     ) -> Reply {
+        let connection = Arc::clone(connection);
+        self.deliver_to_loaded(
+            thread_id,
+            Command::Compact {
+                connection,
+                id,
+                trace,
+            },
+        )
+        .await
+    }
+
+    async fn deliver_to_loaded(&self, thread_id: &str, command: Command) -> Reply {
         let thread_id = parse_id(thread_id)?;
         let handle = self
             .handle(&thread_id)
             .ok_or_else(|| invalid(format!("thread not found: {thread_id}")))?;
-        self.deliver(
-            &handle,
-            Command::Compact {
-                connection: Arc::clone(connection),
-                id,
-            },
-            &thread_id,
-        )
-        .await
+        self.deliver(&handle, command, &thread_id).await
     }
 
     /// A loaded thread, or a persisted one loaded now; `thread not found` otherwise.
@@ -529,16 +535,12 @@ impl Threads {
         id: RequestId,
         params: TurnInterruptParams,
     ) -> Reply {
-        let thread_id = parse_id(&params.thread_id)?;
-        let handle = self
-            .handle(&thread_id)
-            .ok_or_else(|| invalid(format!("thread not found: {thread_id}")))?;
         let command = Command::Interrupt {
             connection: Arc::clone(connection),
             id,
             turn_id: params.turn_id,
         };
-        self.deliver(&handle, command, &thread_id).await
+        self.deliver_to_loaded(&params.thread_id, command).await
     }
 
     /// What `tether/status` shows of every loaded thread, by id.

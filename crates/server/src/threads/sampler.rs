@@ -6,12 +6,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_upstream::{HeaderHook, ResponseEvent, UpstreamError};
+use tether_upstream::{HeaderHook, HeadersFuture, ResponseEvent, UpstreamError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::actor::Command;
 use super::providers::Provider;
+use crate::attestation::AttestationHook;
+
+/// The headers of one round's upstream requests: the round's `traceparent`, and the attestation
+/// envelope when the provider is first-party.
+pub struct RoundHeaders {
+    /// The round span's context.
+    pub traceparent: String,
+    /// Asks a client for a token before each request.
+    pub attestation: Option<AttestationHook>,
+}
+
+impl HeaderHook for RoundHeaders {
+    fn headers(&self) -> HeadersFuture<'_> {
+        Box::pin(async {
+            let mut headers = vec![("traceparent".to_owned(), self.traceparent.clone())];
+            if let Some(attestation) = &self.attestation {
+                headers.extend(attestation.headers().await);
+            }
+            headers
+        })
+    }
+}
 
 /// What a sampling round reports.
 pub enum Sampled {
@@ -78,6 +100,7 @@ async fn stream_once(
     generation: u64,
     actor: &mpsc::Sender<Command>,
 ) -> Result<(), Phase> {
+    tracing::debug!("sending the Responses request");
     let mut stream = provider
         .upstream
         .stream(body, hook)
