@@ -441,18 +441,7 @@ impl Actor {
         goals::store(&self.threads().state, &goal).await?;
         if self.thread.preview.is_empty() {
             self.thread.preview = goal.objective.clone();
-            let touched = self
-                .threads()
-                .state
-                .touch_thread(
-                    &self.thread.id,
-                    self.thread.updated_at,
-                    &self.thread.preview,
-                )
-                .await;
-            if let Err(err) = touched {
-                tracing::error!(thread = %self.thread.id, "cannot update the thread index: {err}");
-            }
+            self.touch_index().await;
         }
         self.goal = Some(goal.clone());
         Ok(json!({"goal": goal}))
@@ -1132,6 +1121,22 @@ impl Actor {
         self.announce_goal_for(Some(turn_id)).await;
     }
 
+    /// Writes the thread's `updated_at` and preview to the index.
+    async fn touch_index(&self) {
+        let touched = self
+            .threads()
+            .state
+            .touch_thread(
+                &self.thread.id,
+                self.thread.updated_at,
+                &self.thread.preview,
+            )
+            .await;
+        if let Err(err) = touched {
+            tracing::error!(thread = %self.thread.id, "cannot update the thread index: {err}");
+        }
+    }
+
     /// Appends the turn to the history log (synced) and updates the index.
     async fn record(&mut self, turn: Turn) {
         self.thread.updated_at = now_ms() / 1000;
@@ -1148,18 +1153,7 @@ impl Actor {
                     tracing::error!(thread = %self.thread.id, "history log task failed: {err}")
                 }
             }
-            let touched = self
-                .threads()
-                .state
-                .touch_thread(
-                    &self.thread.id,
-                    self.thread.updated_at,
-                    &self.thread.preview,
-                )
-                .await;
-            if let Err(err) = touched {
-                tracing::error!(thread = %self.thread.id, "cannot update the thread index: {err}");
-            }
+            self.touch_index().await;
         }
         self.history.push(turn);
     }
