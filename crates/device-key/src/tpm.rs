@@ -13,6 +13,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use p256::pkcs8::EncodePublicKey as _;
 use rand::RngCore as _;
@@ -64,7 +65,12 @@ pub struct TpmSettings {
 pub struct TpmProvider {
     settings: TpmSettings,
     session: Mutex<Option<Session>>,
+    /// When opening last failed: a missing TPM is not asked again (and again logged) on every
+    /// request, only after `RETRY_AFTER`.
+    failed_at: Mutex<Option<Instant>>,
 }
+
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 struct Session {
     context: Context,
@@ -79,6 +85,7 @@ impl TpmProvider {
         TpmProvider {
             settings,
             session: Mutex::new(None),
+            failed_at: Mutex::new(None),
         }
     }
 
@@ -88,7 +95,22 @@ impl TpmProvider {
             .lock()
             .map_err(|_| DeviceKeyError::Platform("TPM session lock poisoned".into()))?;
         if guard.is_none() {
-            *guard = Some(Session::open(&self.settings)?);
+            let mut failed_at = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+            if failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+                return Err(DeviceKeyError::HardwareBackedKeysUnavailable);
+            }
+            match Session::open(&self.settings) {
+                Ok(session) => {
+                    *failed_at = None;
+                    *guard = Some(session);
+                }
+                Err(err) => {
+                    if err == DeviceKeyError::HardwareBackedKeysUnavailable {
+                        *failed_at = Some(Instant::now());
+                    }
+                    return Err(err);
+                }
+            }
         }
         Ok(guard)
     }
