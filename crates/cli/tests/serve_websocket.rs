@@ -554,3 +554,32 @@ async fn sigterm_closes_websocket_clients_and_removes_the_socket() {
     assert_eq!(process.wait(Duration::from_secs(5)).await.code(), Some(0));
     assert!(!socket.exists());
 }
+
+#[tokio::test]
+async fn opted_out_notifications_are_never_delivered_to_that_connection() {
+    let home = tempfile::tempdir().unwrap();
+    let process = start(home.path(), &["--listen", "ws://127.0.0.1:0"]).await;
+    let mut quiet = process.ws().await;
+    let mut loud = process.ws().await;
+    quiet
+        .initialize(
+            "quiet",
+            json!({"optOutNotificationMethods": ["thread/started", "thread/*"]}),
+        )
+        .await;
+    loud.initialize("loud", Value::Null).await;
+    let started = loud
+        .call(1, "thread/start", json!({"ephemeral": true}))
+        .await;
+    assert!(started["result"]["thread"]["id"].is_string());
+    assert_eq!(loud.recv().await["method"], "thread/started");
+    // Exact names only: the opted-out method never arrives, responses always do.
+    quiet.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(
+        quiet.call(2, "thread/loaded/list", json!({})).await["result"]["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
