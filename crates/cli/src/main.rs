@@ -203,7 +203,12 @@ fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
         LogFormatArg::Human => LogFormat::Human,
         LogFormatArg::Json => LogFormat::Json,
     };
-    tether_server::init_logging(std::env::var("RUST_LOG").ok().as_deref(), format);
+    let config = Config::load(&home.config_file(), |name| std::env::var(name).ok())?;
+    let telemetry = tether_server::init_logging(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        format,
+        config.otel.endpoint.as_deref(),
+    );
     let ws_auth = WsAuthFlags {
         mode: args.ws_auth.map(|mode| match mode {
             WsAuthArg::CapabilityToken => WsAuthMode::CapabilityToken,
@@ -217,7 +222,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
         max_clock_skew_seconds: args.ws_max_clock_skew_seconds,
     };
     let options = ServeOptions {
-        config: Config::load(&home.config_file(), |name| std::env::var(name).ok())?,
+        config,
         home,
         listen: args.listen,
         limits: Limits {
@@ -235,6 +240,7 @@ fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
     let served = runtime.block_on(tether_server::serve(options));
     // The stdin reader may be parked in a blocking read that nothing can interrupt.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    telemetry.shutdown();
     Ok(served?)
 }
 

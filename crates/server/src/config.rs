@@ -21,6 +21,17 @@ pub struct Config {
     pub chatgpt_base_url: Option<String>,
     /// Seconds a thread with no subscribers and no activity stays loaded (default 60).
     pub thread_unload_delay_secs: Option<u64>,
+    /// `[otel]`: span export.
+    #[serde(default)]
+    pub otel: OtelConfig,
+}
+
+/// `[otel]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct OtelConfig {
+    /// OTLP/HTTP collector base URL (spans go to `{endpoint}/v1/traces`); off when unset.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` overrides it.
+    pub endpoint: Option<String>,
 }
 
 /// `[model_providers.<id>]`.
@@ -79,6 +90,7 @@ const KNOWN_SETTINGS: &[&str] = &[
     "model_providers",
     "chatgpt_base_url",
     "thread_unload_delay_secs",
+    "otel",
 ];
 const KNOWN_DEVICE_KEY_SETTINGS: &[&str] = &[
     "tpm_tcti",
@@ -175,6 +187,9 @@ impl Config {
                     "model_providers.{id}.wire_api = {wire_api:?}: only \"responses\" is supported"
                 )));
             }
+        }
+        if let Some(endpoint) = env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty()) {
+            config.otel.endpoint = Some(endpoint);
         }
         if let Some(tcti) = env("TETHER_TPM_TCTI").filter(|v| !v.is_empty()) {
             config.device_keys.tpm_tcti = Some(tcti);

@@ -24,12 +24,12 @@ mod trace;
 mod transport;
 mod user_agent;
 
-pub use config::{Config, ConfigError, DeviceKeysConfig, ProviderConfig};
+pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
 pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
 pub use listen::ListenAddress;
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, Telemetry, init_logging};
 pub use schema::write_schemas;
 pub use serve::{Limits, ServeError, ServeOptions, Server, WsAuthFlags, WsAuthMode, serve};
 pub use status::{StatusError, query as query_status, render as render_status};

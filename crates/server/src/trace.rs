@@ -4,7 +4,11 @@
 
 use std::fmt::Write as _;
 
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rand::RngCore as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// A trace id, the id of the current span, and the sampled flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,7 +177,32 @@ impl Trace {
             span_id = %context.span_id(),
             parent_span_id = parent.map(|p| p.span_id()),
         );
+        if let Some(traceparent) = traceparent {
+            // With span export on, the client's trace is the exported span's parent too.
+            let carrier = std::collections::HashMap::from([(
+                "traceparent".to_owned(),
+                traceparent.to_owned(),
+            )]);
+            let parent = TraceContextPropagator::new().extract(&carrier);
+            let _ = span.set_parent(parent);
+        }
         Trace { span, context }
+    }
+
+    /// The `traceparent` for a request made within this span: the exported span's context when
+    /// span export is on, else this trace's own.
+    pub fn traceparent(&self) -> String {
+        let exported = self.span.context().span().span_context().clone();
+        if exported.is_valid() {
+            format!(
+                "00-{}-{}-{:02x}",
+                exported.trace_id(),
+                exported.span_id(),
+                exported.trace_flags().to_u8()
+            )
+        } else {
+            self.context.traceparent()
+        }
     }
 
     /// A child span `name` of this one, with its own context.

@@ -5,6 +5,7 @@
 //! program is a test failure that says what to install, never a skip.
 
 mod client;
+mod otlp;
 mod process;
 mod schema;
 mod swtpm;
@@ -12,6 +13,7 @@ mod token;
 mod upstream;
 
 pub use client::{Client, Frame};
+pub use otlp::OtlpReceiver;
 pub use process::{TetherProcess, send_signal};
 pub use schema::Schemas;
 pub use swtpm::Swtpm;

@@ -680,7 +680,7 @@ impl Actor {
                     AttestationHook::new(Arc::clone(&self.server), self.subscribers.subscribe())
                 });
                 let hook = Arc::new(RoundHeaders {
-                    traceparent: round.context.traceparent(),
+                    traceparent: round.traceparent(),
                     attestation,
                 });
                 let round_span = round.span;
