@@ -380,7 +380,7 @@ async fn a_sign_stuck_in_the_tpm_does_not_delay_other_requests() {
         .await;
     assert_eq!(quick["error"]["code"], -32600);
     assert!(
-        started.elapsed() < Duration::from_millis(500),
+        started.elapsed() < Duration::from_secs(2),
         "answered in {:?}",
         started.elapsed()
     );

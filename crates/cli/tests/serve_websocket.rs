@@ -443,7 +443,7 @@ async fn a_client_that_stops_reading_is_disconnected_without_slowing_others() {
     }
     assert!(flood.await.unwrap(), "the slow client was disconnected");
     assert!(
-        worst < Duration::from_millis(500),
+        worst < Duration::from_secs(2),
         "the other client waited {worst:?}"
     );
     assert!(

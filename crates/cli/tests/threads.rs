@@ -540,7 +540,7 @@ async fn an_idle_thread_without_subscribers_unloads_after_the_delay() {
     assert_eq!(closed["method"], "thread/closed");
     assert_eq!(closed["emittedAtMs"], status["emittedAtMs"]);
     assert!(
-        waited >= Duration::from_millis(700) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
     // Broadcasts reach the owner too.
