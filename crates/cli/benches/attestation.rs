@@ -9,15 +9,13 @@
 //! Run: `cargo bench -p tether-cli --bench attestation`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_testkit::{Client, Frame, ResponsesServer, Script, TetherProcess, message_response};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tether_testkit::{
+    Client, Direction, Frame, ResponsesServer, Script, Tap, TetherProcess, message_response,
+};
 
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 /// The whole bench fails past this.
@@ -30,81 +28,6 @@ const TOKEN: &str = "v1.bench-attestation-token";
 const HEADER: &str = "x-oai-attestation";
 /// The budget for the added latency, p50 over stdio.
 const TARGET: Duration = Duration::from_millis(1);
-
-/// A TCP forwarder on 127.0.0.1 between tether and the Responses server that timestamps every
-/// read of request bytes from tether (the tap of `threads.rs`, request side only).
-struct Tap {
-    address: SocketAddr,
-    sent: Arc<Mutex<Vec<Instant>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Tap {
-    async fn start(upstream: &ResponsesServer) -> Tap {
-        let base_url = upstream.base_url();
-        let target: SocketAddr = base_url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.strip_suffix("/v1"))
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected upstream URL {base_url}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let shared = Arc::clone(&sent);
-        let task = tokio::spawn(async move {
-            while let Ok((tether, _)) = listener.accept().await {
-                let Ok(upstream) = TcpStream::connect(target).await else {
-                    continue;
-                };
-                for stream in [&tether, &upstream] {
-                    let _ = stream.set_nodelay(true);
-                }
-                let (mut from_tether, mut to_tether) = tether.into_split();
-                let (mut from_upstream, mut to_upstream) = upstream.into_split();
-                let sent = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let mut buffer = vec![0; 64 * 1024];
-                    loop {
-                        let read = match from_tether.read(&mut buffer).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(read) => read,
-                        };
-                        let at = Instant::now();
-                        if to_upstream.write_all(&buffer[..read]).await.is_err() {
-                            break;
-                        }
-                        sent.lock().unwrap().push(at);
-                    }
-                    let _ = to_upstream.shutdown().await;
-                });
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_upstream, &mut to_tether).await;
-                    let _ = to_tether.shutdown().await;
-                });
-            }
-        });
-        Tap {
-            address,
-            sent,
-            task,
-        }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}/v1", self.address)
-    }
-
-    /// The reads of request bytes since the last call.
-    fn take(&self) -> Vec<Instant> {
-        std::mem::take(&mut *self.sent.lock().unwrap())
-    }
-}
 
 /// A fresh home under `scratch` whose one provider, at `base_url`, requires OpenAI auth, with a
 /// ChatGPT login in `auth.json`: every request to it is first-party.
@@ -172,7 +95,7 @@ struct Side {
 impl Side {
     async fn start(scratch: &Path, attest: bool) -> Side {
         let upstream = ResponsesServer::start().await;
-        let tap = Tap::start(&upstream).await;
+        let tap = Tap::start(&upstream.base_url()).await;
         let name = if attest { "on" } else { "off" };
         let home = home(scratch, name, &tap.base_url());
         let mut process = TetherProcess::start(Path::new(TETHER), &home, &[], &[]).await;
@@ -226,6 +149,8 @@ impl Side {
             .tap
             .take()
             .into_iter()
+            .filter(|read| read.direction == Direction::ToUpstream)
+            .map(|read| read.at)
             .find(|&at| at >= sent)
             .expect("no upstream request in the turn");
         TurnTimes {

@@ -7,19 +7,15 @@
 //! Run: `cargo bench -p tether-cli --bench threads`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, stream};
 use serde_json::{Value, json};
 use tether_testkit::{
-    Client, Frame, ResponsesServer, Script, Step, TetherProcess, completed, message_response,
+    Client, Direction, Frame, ResponsesServer, Script, Step, Tap, TetherProcess, completed,
+    message_response,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 const WS: [&str; 2] = ["--listen", "ws://127.0.0.1:0"];
@@ -63,114 +59,30 @@ struct Traffic {
     deltas: HashMap<usize, Instant>,
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
-    ToUpstream,
-    FromUpstream,
-}
-
-/// A TCP forwarder on 127.0.0.1 between tether and the Responses server, timestamping every read.
-struct Tap {
-    address: SocketAddr,
-    traffic: Arc<Mutex<Traffic>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Tap {
-    async fn start(upstream: &ResponsesServer) -> Tap {
-        let base_url = upstream.base_url();
-        let target: SocketAddr = base_url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.strip_suffix("/v1"))
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected upstream URL {base_url}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let traffic = Arc::new(Mutex::new(Traffic::default()));
-        let shared = Arc::clone(&traffic);
-        let task = tokio::spawn(async move {
-            while let Ok((tether, _)) = listener.accept().await {
-                let Ok(upstream) = TcpStream::connect(target).await else {
-                    continue;
-                };
-                for stream in [&tether, &upstream] {
-                    let _ = stream.set_nodelay(true);
-                }
-                let (from_tether, to_tether) = tether.into_split();
-                let (from_upstream, to_upstream) = upstream.into_split();
-                let traffic = Arc::clone(&shared);
-                tokio::spawn(forward(
-                    from_tether,
-                    to_upstream,
-                    Arc::clone(&traffic),
-                    Direction::ToUpstream,
-                ));
-                tokio::spawn(forward(
-                    from_upstream,
-                    to_tether,
-                    traffic,
-                    Direction::FromUpstream,
-                ));
-            }
-        });
-        Tap {
-            address,
-            traffic,
-            task,
-        }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}/v1", self.address)
-    }
-
-    /// Everything recorded since the last call.
-    fn take(&self) -> Traffic {
-        std::mem::take(&mut *self.traffic.lock().unwrap())
-    }
-}
-
-/// Copies one direction, timestamping each read as it happens and recording it once forwarded.
-async fn forward(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    traffic: Arc<Mutex<Traffic>>,
-    direction: Direction,
-) {
-    let mut buffer = vec![0; 64 * 1024];
-    // The end of the previous read, in case a marker straddles two reads.
-    let mut window = Vec::new();
-    loop {
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        let at = Instant::now();
-        if to.write_all(&buffer[..read]).await.is_err() {
-            break;
-        }
-        let mut traffic = traffic.lock().unwrap();
-        match direction {
-            Direction::ToUpstream => traffic.sent.push(at),
-            Direction::FromUpstream => {
-                traffic.received.push(at);
-                window.extend_from_slice(&buffer[..read]);
-                for piece in String::from_utf8_lossy(&window).split(MARKER).skip(1) {
-                    if let Some(index) = marker_index(piece) {
-                        traffic.deltas.entry(index).or_insert(at);
+impl Traffic {
+    /// Everything `tap` recorded since it was last taken.
+    fn take(tap: &Tap) -> Traffic {
+        let mut traffic = Traffic::default();
+        // The end of each connection's previous read, in case a marker straddles two reads.
+        let mut windows: HashMap<usize, Vec<u8>> = HashMap::new();
+        for read in tap.take() {
+            match read.direction {
+                Direction::ToUpstream => traffic.sent.push(read.at),
+                Direction::FromUpstream => {
+                    traffic.received.push(read.at);
+                    let window = windows.entry(read.connection).or_default();
+                    window.extend_from_slice(&read.bytes);
+                    for piece in String::from_utf8_lossy(window).split(MARKER).skip(1) {
+                        if let Some(index) = marker_index(piece) {
+                            traffic.deltas.entry(index).or_insert(read.at);
+                        }
                     }
+                    window.drain(..window.len().saturating_sub(2 * MARKER.len()));
                 }
-                window.drain(..window.len().saturating_sub(2 * MARKER.len()));
             }
         }
+        traffic
     }
-    let _ = to.shutdown().await;
 }
 
 /// `i` from the text right after a [`MARKER`]: `i;…`.
@@ -374,7 +286,7 @@ async fn timed_turn(
     let sent = Instant::now();
     client.request(id, "turn/start", turn_params(thread_id, "go on"));
     let done = until(client, is_method("turn/completed")).await.at;
-    let traffic = tap.take();
+    let traffic = Traffic::take(tap);
     let first_sent = *traffic.sent.iter().find(|&&at| at >= sent).unwrap();
     let last_received = *traffic.received.iter().rfind(|&&at| at <= done).unwrap();
     TurnTimes {
@@ -391,7 +303,7 @@ fn column(turns: &[TurnTimes], value: impl Fn(&TurnTimes) -> Duration) -> Vec<Du
 /// Part 1: `TURNS` turns on one thread over stdio, the upstream answering at once.
 async fn turn_overhead(scratch: &Path) {
     let upstream = ResponsesServer::start().await;
-    let tap = Tap::start(&upstream).await;
+    let tap = Tap::start(&upstream.base_url()).await;
     let mut process = serve(&home(scratch, "turns", &tap.base_url()), &[]).await;
     let mut client = initialized(process.stdio()).await;
     let thread = start_thread(&mut client).await;
@@ -456,7 +368,7 @@ async fn delta_arrivals(mut client: Client, turn: Option<Value>) -> Vec<Option<I
 /// from the tap forwarding each delta to each client receiving it, and behind the first client.
 async fn fan_out_run(scratch: &Path, subscribers: usize) -> (Vec<Duration>, Vec<Duration>) {
     let upstream = ResponsesServer::start().await;
-    let tap = Tap::start(&upstream).await;
+    let tap = Tap::start(&upstream.base_url()).await;
     let home = home(scratch, &format!("fan-out-{subscribers}"), &tap.base_url());
     let process = serve(&home, &WS).await;
     let mut owner = initialized(process.ws().await).await;
@@ -483,7 +395,7 @@ async fn fan_out_run(scratch: &Path, subscribers: usize) -> (Vec<Duration>, Vec<
     for reader in readers {
         arrivals.push(reader.await.unwrap());
     }
-    let forwarded = tap.take().deltas;
+    let forwarded = Traffic::take(&tap).deltas;
     let (mut from_tap, mut behind_first) = (Vec::new(), Vec::new());
     for index in 0..DELTAS {
         let seen: Vec<Instant> = arrivals
@@ -561,7 +473,7 @@ async fn write_history(home: &Path, upstream: &ResponsesServer) -> (Value, usize
 /// a restart) and warm (from another connection while loaded), then new turns on it.
 async fn long_thread(scratch: &Path) {
     let upstream = ResponsesServer::start().await;
-    let tap = Tap::start(&upstream).await;
+    let tap = Tap::start(&upstream.base_url()).await;
     let home = home(scratch, "long", &tap.base_url());
     let (thread, turns, written) = write_history(&home, &upstream).await;
     let thread_id = thread["id"].as_str().unwrap();

@@ -1,14 +1,15 @@
 //! Fixtures for tether's tests, all real: a private software TPM per test, the `tether` binary
 //! run as a process, clients speaking JSON over its stdio, TCP WebSocket and unix socket, and a
-//! check of every message a client receives against the codex 0.169 JSON Schema, and a scripted
-//! Responses API server. A missing
-//! program is a test failure that says what to install, never a skip.
+//! check of every message a client receives against the codex 0.169 JSON Schema, a scripted
+//! Responses API server, and a byte tap in front of it that timestamps every read for benches. A
+//! missing program is a test failure that says what to install, never a skip.
 
 mod client;
 mod otlp;
 mod process;
 mod schema;
 mod swtpm;
+mod tap;
 mod token;
 mod upstream;
 
@@ -17,5 +18,6 @@ pub use otlp::OtlpReceiver;
 pub use process::{TetherProcess, send_signal};
 pub use schema::Schemas;
 pub use swtpm::Swtpm;
+pub use tap::{Direction, Tap, TapRead};
 pub use token::{IsolatedToken, TOKEN_LABEL, TOKEN_USER, client_module, softhsm_module};
 pub use upstream::{RecordedRequest, ResponsesServer, Script, Step, completed, message_response};
