@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tether_testkit::bench::{self, LatencyTable, ms};
 use tether_testkit::{
     Client, Direction, Frame, ResponsesServer, Script, Tap, TetherProcess, message_response,
 };
@@ -28,6 +29,7 @@ const TOKEN: &str = "v1.bench-attestation-token";
 const HEADER: &str = "x-oai-attestation";
 /// The budget for the added latency, p50 over stdio.
 const TARGET: Duration = Duration::from_millis(1);
+const LATENCY: LatencyTable = LatencyTable::new(58, 10);
 
 /// A fresh home under `scratch` whose one provider, at `base_url`, requires OpenAI auth, with a
 /// ChatGPT login in `auth.json`: every request to it is first-party.
@@ -172,49 +174,6 @@ impl Side {
     }
 }
 
-/// Sorted samples.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut samples: Vec<Duration>) -> Samples {
-        assert!(!samples.is_empty());
-        samples.sort();
-        Samples(samples)
-    }
-
-    fn at(&self, quantile: f64) -> Duration {
-        self.0[((self.0.len() - 1) as f64 * quantile).round() as usize]
-    }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
-}
-
-fn latency_header(title: &str) {
-    println!(
-        "| {title:<58} | {:>5} | {:>10} | {:>10} | {:>10} |",
-        "n", "min", "median", "p99"
-    );
-    println!(
-        "| {:-<58} | ----: | ---------: | ---------: | ---------: |",
-        ""
-    );
-}
-
-/// Prints one row and returns the median.
-fn latency_row(name: &str, samples: Vec<Duration>) -> Duration {
-    let samples = Samples::new(samples);
-    println!(
-        "| {name:<58} | {:>5} | {:>10} | {:>10} | {:>10} |",
-        samples.0.len(),
-        ms(samples.at(0.0)),
-        ms(samples.at(0.5)),
-        ms(samples.at(0.99)),
-    );
-    samples.at(0.5)
-}
-
 fn column(turns: &[TurnTimes], value: impl Fn(&TurnTimes) -> Option<Duration>) -> Vec<Duration> {
     turns.iter().filter_map(value).collect()
 }
@@ -244,22 +203,22 @@ async fn run() {
         }
     }
 
-    latency_header(&format!(
+    LATENCY.header(&format!(
         "added latency per upstream request: {TURNS} turns each, stdio"
     ));
-    let off_upstream = latency_row(
+    let off_upstream = LATENCY.row(
         "off: turn/start sent → first request byte at the tap",
         column(&off_turns, |t| Some(t.to_upstream)),
     );
-    let on_upstream = latency_row(
+    let on_upstream = LATENCY.row(
         "on: turn/start sent → first request byte at the tap",
         column(&on_turns, |t| Some(t.to_upstream)),
     );
-    latency_row(
+    LATENCY.row(
         "on: turn/start sent → attestation/generate received",
         column(&on_turns, |t| t.asked),
     );
-    latency_row(
+    LATENCY.row(
         "on: attestation/generate received → first request byte",
         column(&on_turns, |t| t.answered),
     );
@@ -273,14 +232,14 @@ async fn run() {
     );
 
     println!();
-    latency_header(&format!(
+    LATENCY.header(&format!(
         "turn latency: {TURNS} turns each, stdio, instant upstream"
     ));
-    let off_total = latency_row(
+    let off_total = LATENCY.row(
         "off: turn/start sent → turn/completed received",
         column(&off_turns, |t| Some(t.total)),
     );
-    let on_total = latency_row(
+    let on_total = LATENCY.row(
         "on: turn/start sent → turn/completed received",
         column(&on_turns, |t| Some(t.total)),
     );
@@ -315,13 +274,5 @@ async fn run() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        tokio::time::timeout(LIMIT, run())
-            .await
-            .unwrap_or_else(|_| panic!("the bench took longer than {LIMIT:?}"))
-    });
+    bench::run_within(LIMIT, run());
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _, future, sink, stream};
 use serde_json::Value;
+use tether_testkit::bench::{self, LatencyTable, Table};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -29,6 +30,9 @@ const IDLE_CONNECTIONS: usize = 1_000;
 const INITIALIZE: &str = r#"{"id":"init","method":"initialize","params":{"clientInfo":{"name":"bench","version":"1.0"}}}"#;
 const INVALID_REQUEST: i64 = -32600;
 const OVERLOADED: i64 = -32001;
+const LATENCY: LatencyTable = LatencyTable::new(46, 9);
+const SUSTAINED: Table<4> = Table::new([46, 9, 10, 10]);
+const MEMORY: Table<2> = Table::new([46, 12]);
 
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, future)
@@ -133,10 +137,7 @@ impl Server {
 
     /// VmRSS in KiB.
     fn rss_kib(&self) -> u64 {
-        let pid = self.child.id().expect("still running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        bench::rss_kib(self.child.id().expect("still running"))
     }
 }
 
@@ -262,27 +263,16 @@ async fn sustain(name: &str, connections: Vec<Connection>) {
         total.overloaded += counts.overloaded;
     }
     let rate = (total.answered + total.overloaded) as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "| {name:<46} | {:>9} | {:>10} | {rate:>10.0} |",
-        total.answered, total.overloaded
-    );
-}
-
-fn latency(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
-    println!(
-        "| {name:<46} | {:>5} | {:>9} | {:>9} | {:>9} |",
-        samples.len(),
-        ms(samples[0]),
-        ms(at(0.5)),
-        ms(at(0.99)),
-    );
+    SUSTAINED.row([
+        &name,
+        &total.answered,
+        &total.overloaded,
+        &format!("{rate:.0}"),
+    ]);
 }
 
 fn memory(name: &str, kib: u64) {
-    println!("| {name:<46} | {:>8.1} MiB |", kib as f64 / 1024.0);
+    MEMORY.row([&name, &bench::mib(kib)]);
 }
 
 /// The soft limit on open files, if there is one.
@@ -292,39 +282,28 @@ fn open_files_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
 async fn run() {
     let scratch = tempfile::tempdir().unwrap();
     let home = |name: &str| scratch.path().join(name);
     let ws_listen = ["--listen", "ws://127.0.0.1:0"];
 
-    println!(
-        "| {:<46} | {:>5} | {:>9} | {:>9} | {:>9} |",
-        "latency", "n", "min", "median", "p99"
-    );
-    println!(
-        "| {:-<46} | ----: | --------: | --------: | --------: |",
-        ""
-    );
+    LATENCY.header("latency");
     let mut samples = Vec::new();
     for run in 0..COLD_STARTS {
         samples.push(cold_start(&home(&format!("fresh-{run}"))).await);
     }
-    latency("cold start → initialize, fresh home each run", samples);
+    LATENCY.row("cold start → initialize, fresh home each run", samples);
     cold_start(&home("shared")).await;
     let mut samples = Vec::new();
     for _ in 0..COLD_STARTS {
         samples.push(cold_start(&home("shared")).await);
     }
-    latency("cold start → initialize, one existing home", samples);
+    LATENCY.row("cold start → initialize, one existing home", samples);
 
     let mut stdio_server = Server::start(&home("stdio"), &[]).await;
     let mut stdio = stdio_server.stdio();
     stdio.initialize().await;
-    settle().await;
+    bench::settle().await;
     let stdio_idle = stdio_server.rss_kib();
     let ws_server = Server::start(&home("ws"), &ws_listen).await;
     let mut ws = ws_server.connect().await;
@@ -332,16 +311,12 @@ async fn run() {
     for (name, connection) in [("stdio", &mut stdio), ("ws", &mut ws)] {
         connection.round_trips(ROUND_TRIPS / 10).await;
         let samples = connection.round_trips(ROUND_TRIPS).await;
-        latency(&format!("round trip, {name}, sequential"), samples);
+        LATENCY.row(&format!("round trip, {name}, sequential"), samples);
     }
 
     println!();
     let header = format!("sustained, {WINDOW} in flight per connection, {SUSTAIN:?}");
-    println!(
-        "| {header:<46} | {:>9} | {:>10} | {:>10} |",
-        "responses", "overloaded", "requests/s"
-    );
-    println!("| {:-<46} | --------: | ---------: | ---------: |", "");
+    SUSTAINED.header([&header, &"responses", &"overloaded", &"requests/s"]);
     sustain("stdio, 1 connection", vec![stdio]).await;
     sustain("ws, 1 connection", vec![ws]).await;
     let many = ws_server.connect_initialized(MANY).await;
@@ -349,23 +324,22 @@ async fn run() {
     drop((stdio_server, ws_server));
 
     println!();
-    println!("| {:<46} | {:>12} |", "memory (VmRSS of the server)", "");
-    println!("| {:-<46} | -----------: |", "");
+    MEMORY.header([&"memory (VmRSS of the server)", &""]);
     memory("stdio, idle after initialize", stdio_idle);
     let limit = open_files_limit();
     let fit = limit.map_or(IDLE_CONNECTIONS, |soft| {
         IDLE_CONNECTIONS.min(soft.saturating_sub(64))
     });
     let ws_server = Server::start(&home("memory"), &ws_listen).await;
-    settle().await;
+    bench::settle().await;
     let before = ws_server.rss_kib();
     memory("ws, listening, no connections", before);
     let open = ws_server.connect_initialized(fit).await;
-    settle().await;
+    bench::settle().await;
     let after = ws_server.rss_kib();
     memory(&format!("ws, {fit} connections after initialize"), after);
     let per = (after.saturating_sub(before)) as f64 / fit.max(1) as f64;
-    println!("| {:<46} | {per:>8.1} KiB |", "ws, per connection");
+    MEMORY.row([&"ws, per connection", &format!("{per:.1} KiB")]);
     if fit < IDLE_CONNECTIONS {
         println!(
             "\nnote: open-files soft limit {limit:?} allows only {fit} of {IDLE_CONNECTIONS} connections; raise `ulimit -n` and rerun"

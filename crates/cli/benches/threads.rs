@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, stream};
 use serde_json::{Value, json};
+use tether_testkit::bench::{self, LatencyTable, Samples, Table, ms};
 use tether_testkit::{
     Client, Direction, Frame, ResponsesServer, Script, Step, Tap, TetherProcess, completed,
     message_response,
@@ -47,6 +48,10 @@ const WARM_RESUMES_PER_START: usize = 4;
 const LONG_THREAD_TURNS: usize = 10;
 
 const LOADED_THREADS: usize = 1_000;
+
+const LATENCY: LatencyTable = LatencyTable::new(58, 10);
+const FAN_OUT: Table<6> = Table::new([36, 7, 19, 10, 16, 10]);
+const MEMORY: Table<2> = Table::new([58, 12]);
 
 /// Timestamps of the traffic through a [`Tap`] since it was last taken.
 #[derive(Default)]
@@ -118,17 +123,6 @@ async fn initialized(mut client: Client) -> Client {
 async fn kill(mut process: TetherProcess) {
     process.signal("KILL");
     process.wait(EXIT).await;
-}
-
-/// VmRSS of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 /// A message as the bench received it: when (before decoding), how big, and what.
@@ -221,47 +215,6 @@ fn answers(response_id: &str, count: usize) -> Vec<Step> {
         .collect()
 }
 
-/// Sorted samples.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut samples: Vec<Duration>) -> Samples {
-        assert!(!samples.is_empty());
-        samples.sort();
-        Samples(samples)
-    }
-
-    fn at(&self, quantile: f64) -> Duration {
-        self.0[((self.0.len() - 1) as f64 * quantile).round() as usize]
-    }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
-}
-
-fn latency_header(title: &str) {
-    println!(
-        "| {title:<58} | {:>5} | {:>10} | {:>10} | {:>10} |",
-        "n", "min", "median", "p99"
-    );
-    println!(
-        "| {:-<58} | ----: | ---------: | ---------: | ---------: |",
-        ""
-    );
-}
-
-fn latency_row(name: &str, samples: Vec<Duration>) {
-    let samples = Samples::new(samples);
-    println!(
-        "| {name:<58} | {:>5} | {:>10} | {:>10} | {:>10} |",
-        samples.0.len(),
-        ms(samples.at(0.0)),
-        ms(samples.at(0.5)),
-        ms(samples.at(0.99)),
-    );
-}
-
 /// One turn, timed at the client and at the tap.
 struct TurnTimes {
     /// `turn/start` sent → `turn/completed` received.
@@ -315,22 +268,22 @@ async fn turn_overhead(scratch: &Path) {
             turns.push(times);
         }
     }
-    latency_header(&format!(
+    LATENCY.header(&format!(
         "per turn: {TURNS} turns on one thread, stdio, instant upstream"
     ));
-    latency_row(
+    LATENCY.row(
         "turn/start sent → turn/completed received",
         column(&turns, |t| t.total),
     );
-    latency_row(
+    LATENCY.row(
         "turn/start sent → first request byte at the tap",
         column(&turns, |t| t.to_upstream),
     );
-    latency_row(
+    LATENCY.row(
         "upstream: first request byte → last response byte",
         column(&turns, |t| t.upstream),
     );
-    latency_row(
+    LATENCY.row(
         "server overhead: total − upstream",
         column(&turns, |t| t.total - t.upstream),
     );
@@ -413,32 +366,26 @@ async fn fan_out_run(scratch: &Path, subscribers: usize) -> (Vec<Duration>, Vec<
 }
 
 async fn fan_out(scratch: &Path) {
-    println!(
-        "| {:<36} | {:>7} | {:>19} | {:>10} | {:>16} | {:>10} |",
-        format!("fan-out: {DELTAS} deltas {DELTA_PAUSE:?} apart, ws"),
-        "samples",
-        "upstream→client p50",
-        "p99",
-        "behind first p50",
-        "p99"
-    );
-    println!(
-        "| {:-<36} | ------: | ------------------: | ---------: | ---------------: | ---------: |",
-        ""
-    );
+    FAN_OUT.header([
+        &format!("fan-out: {DELTAS} deltas {DELTA_PAUSE:?} apart, ws"),
+        &"samples",
+        &"upstream→client p50",
+        &"p99",
+        &"behind first p50",
+        &"p99",
+    ]);
     for subscribers in SUBSCRIBERS {
         let (from_tap, behind_first) = fan_out_run(scratch, subscribers).await;
         let (from_tap, behind_first) = (Samples::new(from_tap), Samples::new(behind_first));
         let plural = if subscribers == 1 { "" } else { "s" };
-        println!(
-            "| {:<36} | {:>7} | {:>19} | {:>10} | {:>16} | {:>10} |",
-            format!("{subscribers} subscriber{plural}"),
-            from_tap.0.len(),
-            ms(from_tap.at(0.5)),
-            ms(from_tap.at(0.99)),
-            ms(behind_first.at(0.5)),
-            ms(behind_first.at(0.99)),
-        );
+        FAN_OUT.row([
+            &format!("{subscribers} subscriber{plural}"),
+            &from_tap.count(),
+            &ms(from_tap.at(0.5)),
+            &ms(from_tap.at(0.99)),
+            &ms(behind_first.at(0.5)),
+            &ms(behind_first.at(0.99)),
+        ]);
     }
     println!(
         "\nupstream→client: from the tap forwarding a delta's bytes from the upstream to a client \
@@ -511,24 +458,24 @@ async fn long_thread(scratch: &Path) {
     }
 
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-    latency_header(&format!(
+    LATENCY.header(&format!(
         "long thread: {items} items, {turns} turns, {:.1} MiB resume",
         mib(bytes as u64)
     ));
-    latency_row(
+    LATENCY.row(
         "cold resume (ws): restarted, thread/resume → response",
         cold,
     );
-    latency_row("warm resume (ws): loaded, thread/resume → response", warm);
-    latency_row(
+    LATENCY.row("warm resume (ws): loaded, thread/resume → response", warm);
+    LATENCY.row(
         "turn on it (stdio): turn/start → first request byte",
         column(&later, |t| t.to_upstream),
     );
-    latency_row(
+    LATENCY.row(
         "turn on it (stdio): turn/start → turn/completed",
         column(&later, |t| t.total),
     );
-    latency_row(
+    LATENCY.row(
         "turn on it (stdio): server overhead, total − upstream",
         column(&later, |t| t.total - t.upstream),
     );
@@ -558,37 +505,27 @@ async fn memory(scratch: &Path) {
     let mut client = initialized(process.stdio()).await;
     // The first thread opens what every later one shares; it is not counted.
     start_thread(&mut client).await;
-    settle().await;
-    let before = rss_kib(process.pid());
+    bench::settle().await;
+    let before = bench::rss_kib(process.pid());
     let mut starts = Vec::with_capacity(LOADED_THREADS);
     for _ in 0..LOADED_THREADS {
         let started = Instant::now();
         start_thread(&mut client).await;
         starts.push(started.elapsed());
     }
-    settle().await;
-    let after = rss_kib(process.pid());
-    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
-    println!(
-        "| {:<58} | {:>12} |",
-        "memory (VmRSS of the server), stdio", ""
-    );
-    println!("| {:-<58} | -----------: |", "");
-    println!("| {:<58} | {:>12} |", "1 thread loaded", mib(before));
-    println!(
-        "| {:<58} | {:>12} |",
-        format!("{} threads loaded", LOADED_THREADS + 1),
-        mib(after)
-    );
+    bench::settle().await;
+    let after = bench::rss_kib(process.pid());
+    MEMORY.header([&"memory (VmRSS of the server), stdio", &""]);
+    MEMORY.row([&"1 thread loaded", &bench::mib(before)]);
+    MEMORY.row([
+        &format!("{} threads loaded", LOADED_THREADS + 1),
+        &bench::mib(after),
+    ]);
     let per = after.saturating_sub(before) as f64 / LOADED_THREADS as f64;
-    println!(
-        "| {:<58} | {:>12} |",
-        "per loaded thread",
-        format!("{per:.1} KiB")
-    );
+    MEMORY.row([&"per loaded thread", &format!("{per:.1} KiB")]);
     println!();
-    latency_header("thread/start, sequential, one stdio connection");
-    latency_row("thread/start sent → thread/started received", starts);
+    LATENCY.header("thread/start, sequential, one stdio connection");
+    LATENCY.row("thread/start sent → thread/started received", starts);
 }
 
 async fn run() {
@@ -603,13 +540,5 @@ async fn run() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        tokio::time::timeout(LIMIT, run())
-            .await
-            .unwrap_or_else(|_| panic!("the bench took longer than {LIMIT:?}"))
-    });
+    bench::run_within(LIMIT, run());
 }

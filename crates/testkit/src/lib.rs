@@ -1,9 +1,11 @@
 //! Fixtures for tether's tests, all real: a private software TPM per test, the `tether` binary
 //! run as a process, clients speaking JSON over its stdio, TCP WebSocket and unix socket, and a
 //! check of every message a client receives against the codex 0.169 JSON Schema, a scripted
-//! Responses API server, and a byte tap in front of it that timestamps every read for benches. A
-//! missing program is a test failure that says what to install, never a skip.
+//! Responses API server, and a byte tap in front of it that timestamps every read for benches,
+//! with [`bench`](mod@bench): the latency samples, tables and memory readings the benches print.
+//! A missing program is a test failure that says what to install, never a skip.
 
+pub mod bench;
 mod client;
 mod otlp;
 mod process;
