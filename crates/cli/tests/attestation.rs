@@ -36,7 +36,7 @@ async fn start(auth: Auth, websocket: bool) -> (ResponsesServer, tempfile::TempD
         Path::new(TETHER),
         home.path(),
         &["--listen", "ws://127.0.0.1:0"],
-        &[("RUST_LOG", "trace")],
+        &[("RUST_LOG", "trace,hyper::proto=trace,reqwest::connect=trace,tungstenite::protocol=trace,[upstream_request]=trace")],
     )
     .await;
     (upstream, home, process)

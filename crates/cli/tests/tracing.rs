@@ -60,7 +60,10 @@ async fn spans_nest_under_their_request_and_the_trace_reaches_the_upstream() {
     std::fs::write(home.path().join("auth.json"), auth.to_string()).unwrap();
     let tcti = tpm.tcti();
     let env = [
-        ("RUST_LOG", "trace"),
+        (
+            "RUST_LOG",
+            "trace,hyper::proto=trace,reqwest::connect=trace,tungstenite::protocol=trace,[upstream_request]=trace",
+        ),
         ("TETHER_TPM_TCTI", tcti.as_str()),
         ("TETHER_ALLOW_SOFTWARE_TPM", "1"),
     ];

@@ -65,31 +65,36 @@ pub fn init_logging(
     format: LogFormat,
     otlp_endpoint: Option<&str>,
 ) -> Telemetry {
-    let mut directives = filter
-        .filter(|f| !f.trim().is_empty())
-        .unwrap_or("info")
-        .to_owned();
-    for krate in PAYLOAD_LOGGING_CRATES {
-        directives.push_str(&format!(",{krate}=info"));
-    }
-    for krate in EXPORTER_CRATES {
-        directives.push_str(&format!(",{krate}=off"));
-    }
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|err| {
+    let directives = filter.filter(|f| !f.trim().is_empty()).unwrap_or("info");
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|err| {
         eprintln!("tether: ignoring RUST_LOG ({err})");
         EnvFilter::new("info")
     });
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Whatever the filter enables (a target, a span, a level), the clamp still applies.
+    let clamp = tracing_subscriber::filter::filter_fn(|metadata| {
+        let from = |crates: &[&str]| {
+            crates
+                .iter()
+                .any(|name| metadata.target().starts_with(name))
+        };
+        let exporter = from(EXPORTER_CRATES);
+        let payload_detail =
+            from(PAYLOAD_LOGGING_CRATES) && *metadata.level() > tracing::Level::INFO;
+        !(exporter || payload_detail)
+    });
     let log: BoxedLayer = match format {
         LogFormat::Human => stderr
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_filter(filter)
+            .with_filter(clamp)
             .boxed(),
         LogFormat::Json => stderr
             .json()
             .with_current_span(true)
             .with_span_list(true)
             .with_filter(filter)
+            .with_filter(clamp)
             .boxed(),
     };
     let mut layers = vec![log];

@@ -167,7 +167,6 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             }
             Bound::Tcp(listener, auth) => {
                 let app = websocket::router(Arc::clone(&server), auth, Origin::WebSocket);
-                let shutdown = server.shutdown.clone();
                 // Notifications are many small writes: Nagle would hold them for the peer's
                 // delayed ACK (about 40 ms).
                 let listener = listener.tap_io(|stream| {
@@ -175,28 +174,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
                         tracing::warn!("cannot set TCP_NODELAY: {err}");
                     }
                 });
-                server.tasks.spawn(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown.cancelled_owned())
-                        .await;
-                    if let Err(err) = served {
-                        tracing::error!("websocket listener failed: {err}");
-                    }
-                });
+                serve_http(&server, listener, app, "websocket listener");
             }
             Bound::Unix(listener, path) => {
                 let app =
                     websocket::router(Arc::clone(&server), Arc::new(WsAuth::Open), Origin::Unix);
-                let shutdown = server.shutdown.clone();
                 sockets.push(path);
-                server.tasks.spawn(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown.cancelled_owned())
-                        .await;
-                    if let Err(err) = served {
-                        tracing::error!("unix socket listener failed: {err}");
-                    }
-                });
+                serve_http(&server, listener, app, "unix socket listener");
             }
         }
     }
@@ -213,6 +197,23 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Serves `app` on `listener` until shutdown begins, on a tracked task.
+fn serve_http<L>(server: &Arc<Server>, listener: L, app: axum::Router, what: &'static str)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let shutdown = server.shutdown.clone();
+    server.tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!("{what} failed: {err}");
+        }
+    });
 }
 
 fn dedup(addresses: &[ListenAddress]) -> Vec<ListenAddress> {

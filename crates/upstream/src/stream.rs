@@ -16,7 +16,7 @@ use crate::events::{Decoded, decode};
 use crate::sse::SseDecoder;
 
 /// Where and how to reach one model provider.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// Base URL; requests go to `{base_url}/responses`.
     pub base_url: String,
@@ -34,6 +34,21 @@ pub struct Endpoint {
 
 /// The headers a [`HeaderHook`] produces, when it is ready.
 pub type HeadersFuture<'a> = Pin<Box<dyn Future<Output = Vec<(String, String)>> + Send + 'a>>;
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values carry credentials: only their names are printed.
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .field("headers", &headers)
+            .field("websocket", &self.websocket)
+            .field("request_max_retries", &self.request_max_retries)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
 
 /// Headers computed at the moment a request is sent: called once per HTTP POST and once per
 /// WebSocket handshake.
@@ -108,11 +123,6 @@ impl Upstream {
             .build()
             .map_err(|err| UpstreamError::Config(err.to_string()))?;
         Ok(Upstream { http, endpoint })
-    }
-
-    /// The endpoint this client talks to.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
     }
 
     /// Sends `body` (a Responses request; `stream` is forced on) and returns the event stream.

@@ -126,6 +126,8 @@ struct ActiveTurn {
     /// outputs once all are answered and the round is over.
     calls_this_round: usize,
     round_over: bool,
+    /// How many items the turn had when the current round started.
+    round_start_items: usize,
     /// For a compaction turn: the item id and the summary received so far.
     compaction: Option<(String, String)>,
     /// Tokens the turn's rounds used, for goal accounting.
@@ -160,6 +162,7 @@ impl ActiveTurn {
             pending_calls: Vec::new(),
             calls_this_round: 0,
             round_over: false,
+            round_start_items: 0,
             compaction: compaction_item.map(|id| (id, String::new())),
             tokens: 0,
             trace,
@@ -294,6 +297,14 @@ impl Actor {
                 exclude_turns,
                 cold,
             } => {
+                if self.thread.ephemeral {
+                    let error = ErrorObject::invalid_request(format!(
+                        "no rollout found for thread id {}",
+                        self.thread.id
+                    ));
+                    connection.send(Outgoing::Error { id, error }).await;
+                    return;
+                }
                 if cold {
                     self.broadcast_status().await;
                 }
@@ -371,7 +382,7 @@ impl Actor {
                 id,
                 before_turn_id,
             } => {
-                let reply = self.revert(&before_turn_id).and_then(|()| self.persist_history()).map(|()| {
+                let reply = self.revert(&before_turn_id).await.map(|()| {
                     json!({"thread": self.thread_object(false), "turnsBackwardsCursor": null, "itemsBackwardsCursor": null})
                 });
                 self.reply_then(connection, id, reply, async |_| {}).await;
@@ -437,6 +448,11 @@ impl Actor {
 
     async fn goal_set(&mut self, params: ThreadGoalSetParams) -> Result<Value, ErrorObject> {
         self.goal_refusal()?;
+        // The canonical id, whatever spelling of the UUID the client used.
+        let params = ThreadGoalSetParams {
+            thread_id: self.thread.id.clone(),
+            ..params
+        };
         let goal = goals::apply(self.goal.clone(), &params, now_ms() / 1000)?;
         goals::store(&self.threads().state, &goal).await?;
         if self.thread.preview.is_empty() {
@@ -479,7 +495,9 @@ impl Actor {
     }
 
     /// Drops `before_turn_id` and every later turn from the history.
-    fn revert(&mut self, before_turn_id: &str) -> Result<(), ErrorObject> {
+    /// The shorter history is written (and synced, on the blocking pool) before memory changes,
+    /// so a failed write leaves both as they were.
+    async fn revert(&mut self, before_turn_id: &str) -> Result<(), ErrorObject> {
         if self.active.is_some() {
             return Err(ErrorObject::invalid_request(
                 "cannot revert while a turn is running",
@@ -492,17 +510,16 @@ impl Actor {
             .ok_or_else(|| {
                 ErrorObject::invalid_request(format!("turn not found: {before_turn_id}"))
             })?;
+        if let Some(log) = self.log.clone() {
+            let kept = self.history[..index].to_vec();
+            let path = log.path().display().to_string();
+            tokio::task::spawn_blocking(move || log.rewrite(&kept))
+                .await
+                .map_err(|err| ErrorObject::internal(format!("cannot rewrite {path}: {err}")))?
+                .map_err(|err| ErrorObject::internal(format!("cannot rewrite {path}: {err}")))?;
+        }
         self.history.truncate(index);
         Ok(())
-    }
-
-    fn persist_history(&self) -> Result<(), ErrorObject> {
-        match &self.log {
-            Some(log) => log.rewrite(&self.history).map_err(|err| {
-                ErrorObject::internal(format!("cannot rewrite {}: {err}", log.path().display()))
-            }),
-            None => Ok(()),
-        }
     }
 
     /// The thread as clients see it; `with_turns` adds the history and the running turn's
@@ -670,6 +687,7 @@ impl Actor {
         active.streaming = None;
         active.calls_this_round = 0;
         active.round_over = false;
+        active.round_start_items = active.items.len();
         match provider {
             Ok(provider) => {
                 let cancel = active.cancel.clone();
@@ -990,13 +1008,7 @@ impl Actor {
                 }
             }
             Sampled::Event(_) => {}
-            Sampled::Retrying(error) => {
-                if let Some(active) = self.active.as_mut() {
-                    active.streaming = None;
-                }
-                let params = json!({"error": turn_error(&error), "willRetry": true, "threadId": self.thread.id, "turnId": turn_id});
-                self.notify_subscribers("error", params).await;
-            }
+            Sampled::Retrying(error) => self.retrying(&turn_id, &error).await,
             Sampled::Failed(error) => {
                 let error = turn_error(&error);
                 self.status.send_replace(ThreadStatus::SystemError);
@@ -1035,14 +1047,35 @@ impl Actor {
                 self.finish(TurnStatus::Completed, None).await;
             }
             Sampled::Event(_) => {}
-            other @ (Sampled::Retrying(_) | Sampled::Failed(_)) => {
-                // Errors end a compaction turn the way they end any turn.
+            Sampled::Retrying(error) => {
+                summary.clear();
+                self.retrying(turn_id, &error).await;
+            }
+            failed @ Sampled::Failed(_) => {
+                // A failure ends a compaction turn the way it ends any turn.
                 if let Some(active) = self.active.as_mut() {
                     active.compaction = None;
                 }
-                Box::pin(self.sampled(other)).await;
+                Box::pin(self.sampled(failed)).await;
             }
         }
+    }
+
+    /// The round's stream broke off and is sent again: what the broken attempt produced is
+    /// dropped (the new attempt produces it again), and subscribers hear `willRetry: true`.
+    async fn retrying(&mut self, turn_id: &str, error: &UpstreamError) {
+        let abandoned = match self.active.as_mut() {
+            Some(active) => {
+                active.streaming = None;
+                active.items.truncate(active.round_start_items);
+                active.calls_this_round = 0;
+                std::mem::take(&mut active.pending_calls)
+            }
+            None => return,
+        };
+        self.resolve(abandoned).await;
+        let params = json!({"error": turn_error(error), "willRetry": true, "threadId": self.thread.id, "turnId": turn_id});
+        self.notify_subscribers("error", params).await;
     }
 
     async fn token_usage(&mut self, turn_id: &str, usage: Usage) {
@@ -1180,7 +1213,8 @@ impl Actor {
 
     /// Leaves memory: stops being findable, tells everyone, and turns away what is still queued.
     async fn unload(&mut self) {
-        self.threads().forget(&self.thread.id, &self.myself);
+        // Closed before it is announced, and announced before it is forgotten: until then a
+        // request for this thread gets "closing", after that it loads the thread afresh.
         self.mailbox.close();
         self.status.send_replace(ThreadStatus::NotLoaded);
         let status = Outgoing::notification(
@@ -1198,6 +1232,7 @@ impl Actor {
             emitted_at_ms: emitted_at,
         };
         self.server.registry.broadcast(closed).await;
+        self.threads().forget(&self.thread.id, &self.myself);
         let closing = format!(
             "thread {} is closing; retry thread/resume after the thread is closed",
             self.thread.id

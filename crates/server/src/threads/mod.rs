@@ -116,13 +116,8 @@ impl Threads {
         thread: Thread,
         settings: Settings,
         log: Option<HistoryLog>,
-    ) -> Result<Handle, ErrorObject> {
-        let history = match &log {
-            Some(log) => log.read().map_err(|err| {
-                ErrorObject::internal(format!("cannot read {}: {err}", log.path().display()))
-            })?,
-            None => Vec::new(),
-        };
+        history: Vec<tether_protocol::Turn>,
+    ) -> Handle {
         let (mailbox, commands) = mpsc::channel(MAILBOX);
         let (status_tx, status) = watch::channel(ThreadStatus::Idle);
         let actor = Actor::new(
@@ -137,11 +132,11 @@ impl Threads {
         );
         let subscribers = actor.watch_subscribers();
         server.tasks.spawn(actor.run());
-        Ok(Handle {
+        Handle {
             mailbox,
             status,
             subscribers,
-        })
+        }
     }
 
     fn log_for(&self, id: &str) -> HistoryLog {
@@ -239,7 +234,7 @@ impl Threads {
                 .await
                 .map_err(|err| ErrorObject::internal(err.to_string()))?;
         }
-        let handle = self.spawn(server, thread, settings, log)?;
+        let handle = self.spawn(server, thread, settings, log, Vec::new());
         self.lock().insert(thread_id, handle.clone());
         let _ = handle
             .mailbox
@@ -270,11 +265,20 @@ impl Threads {
         };
         let (mut thread, settings) = decode_record(&record)?;
         thread.status = ThreadStatus::Idle;
+        // Read before taking the lock: other threads' lookups must not wait for this file.
+        let log = self.log_for(id);
+        let reader = log.clone();
+        let history = tokio::task::spawn_blocking(move || reader.read())
+            .await
+            .map_err(|err| ErrorObject::internal(err.to_string()))?
+            .map_err(|err| {
+                ErrorObject::internal(format!("cannot read {}: {err}", log.path().display()))
+            })?;
         let mut loaded = self.lock();
         if let Some(handle) = loaded.get(id) {
             return Ok(Some((handle.clone(), false)));
         }
-        let handle = self.spawn(server, thread, settings, Some(self.log_for(id)))?;
+        let handle = self.spawn(server, thread, settings, Some(log), history);
         loaded.insert(id.to_owned(), handle.clone());
         Ok(Some((handle, true)))
     }

@@ -17,7 +17,7 @@ const CHATGPT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
 const DEFAULT_MODEL: &str = "gpt-5.1-codex";
 
 /// `auth.json`, as Codex writes it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 struct AuthFile {
     auth_mode: Option<String>,
     #[serde(rename = "OPENAI_API_KEY")]
@@ -25,7 +25,7 @@ struct AuthFile {
     tokens: Option<AuthTokens>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 struct AuthTokens {
     access_token: Option<String>,
     account_id: Option<String>,
