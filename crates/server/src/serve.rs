@@ -416,9 +416,28 @@ async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
         }
         std::fs::remove_file(path).map_err(|err| fail("cannot remove the stale socket", err))?;
     }
-    let listener = UnixListener::bind(path).map_err(|err| fail("cannot listen on", err))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|err| fail("cannot restrict", err))?;
+    // Bound and restricted inside a private (0700) directory, then moved into place: nobody can
+    // connect in the moment between bind and chmod, whatever directory `path` is in.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = parent.join(format!(".tether-socket-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|err| fail("cannot create a private directory beside", err))?;
+    let staged = private.join("socket");
+    let bound = UnixListener::bind(&staged)
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&staged, path)?;
+            Ok(listener)
+        })
+        .map_err(|err| fail("cannot listen on", err));
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    let listener = bound?;
     eprintln!("tether: listening on unix://{}", path.display());
     Ok(listener)
 }
