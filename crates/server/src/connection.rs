@@ -79,12 +79,6 @@ impl Session {
                 .collect(),
         }
     }
-
-    fn wants(&self, message: &Outgoing) -> bool {
-        message
-            .notification_method()
-            .is_none_or(|method| !self.opted_out.contains(method))
-    }
 }
 
 /// One client connection.
@@ -133,13 +127,19 @@ impl Connection {
     /// Queues `message` for the client, applying its notification opt-outs and the queue policy.
     /// False when it could not be queued (the connection is closing, or was too slow).
     pub async fn send(&self, message: Outgoing) -> bool {
-        if self
-            .session()
-            .is_some_and(|session| !session.wants(&message))
-        {
+        self.send_frame(&Frame::new(&message)).await
+    }
+
+    /// [`Connection::send`] of a message serialized once for many connections.
+    pub async fn send_frame(&self, frame: &Frame) -> bool {
+        let opted_out = frame.notification_method.as_deref().is_some_and(|method| {
+            self.session()
+                .is_some_and(|session| session.opted_out.contains(method))
+        });
+        if opted_out {
             return true;
         }
-        let frame = message.to_json();
+        let frame = frame.json.clone();
         match self.when_full {
             // An error means the writer is gone: the connection is closing anyway.
             WhenFull::Wait => self.outbound.send(frame).await.is_ok(),
@@ -155,6 +155,22 @@ impl Connection {
                     false
                 }
             },
+        }
+    }
+}
+
+/// A message serialized once, to be sent to any number of connections.
+pub struct Frame {
+    json: String,
+    notification_method: Option<String>,
+}
+
+impl Frame {
+    /// Serializes `message`.
+    pub fn new(message: &Outgoing) -> Frame {
+        Frame {
+            json: message.to_json(),
+            notification_method: message.notification_method().map(str::to_owned),
         }
     }
 }
@@ -228,8 +244,9 @@ impl Registry {
             .filter(|c| c.session().is_some())
             .cloned()
             .collect();
+        let frame = Frame::new(&message);
         for connection in initialized {
-            connection.send(message.clone()).await;
+            connection.send_frame(&frame).await;
         }
     }
 

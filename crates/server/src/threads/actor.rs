@@ -25,7 +25,7 @@ use super::sampler::{RoundHeaders, Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
 use crate::attestation::AttestationHook;
-use crate::connection::Connection;
+use crate::connection::{Connection, Frame};
 use crate::server_requests::Answer;
 use crate::trace::Trace;
 
@@ -561,9 +561,15 @@ impl Actor {
     }
 
     async fn notify_subscribers(&self, method: &str, params: Value) {
-        let message = Outgoing::notification(method, params);
+        self.send_to_subscribers(&Outgoing::notification(method, params))
+            .await;
+    }
+
+    /// One serialization, every subscriber.
+    async fn send_to_subscribers(&self, message: &Outgoing) {
+        let frame = Frame::new(message);
         for connection in self.server.registry.connections(self.subscriber_ids()) {
-            connection.send(message.clone()).await;
+            connection.send_frame(&frame).await;
         }
     }
 
@@ -840,9 +846,7 @@ impl Actor {
                     .await;
             }
         });
-        for connection in self.server.registry.connections(self.subscriber_ids()) {
-            connection.send(request.clone()).await;
-        }
+        self.send_to_subscribers(&request).await;
     }
 
     async fn tool_answered(&mut self, request_id: i64, answer: Answer) {
