@@ -65,6 +65,30 @@ async fn start_thread(client: &mut Client) -> String {
     thread_id
 }
 
+/// Starts a turn with `input` and receives until it completes.
+async fn run_turn(client: &mut Client, id: i64, thread_id: &str, input: &str) -> Vec<Value> {
+    client.request(
+        id,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text(input)}),
+    );
+    until(client, "turn/completed").await
+}
+
+/// Starts tether on `home` with one ws listener and connects an initialized client.
+async fn serve_ws(home: &Path) -> (TetherProcess, Client) {
+    let process = TetherProcess::start(
+        Path::new(TETHER),
+        home,
+        &["--listen", "ws://127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let mut client = process.ws().await;
+    client.initialize("c", Value::Null).await;
+    (process, client)
+}
+
 fn text(text: &str) -> Value {
     json!([{"type": "text", "text": text, "text_elements": []}])
 }
@@ -173,12 +197,7 @@ async fn a_full_turn_over_stdio_streams_every_notification_in_order() {
     setup
         .upstream
         .push(Script::Stream(message_response("r2", &["again"])));
-    client.request(
-        3,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("more")}),
-    );
-    until(&mut client, "turn/completed").await;
+    run_turn(&mut client, 3, &thread_id, "more").await;
     let input = &setup.upstream.requests()[1].body["input"];
     assert_eq!(input.as_array().unwrap().len(), 3, "{input}");
     assert_eq!(input[1]["content"][0]["text"], "Hello from mock");
@@ -342,12 +361,7 @@ async fn failed_turn(script: Script) -> Value {
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
     let thread_id = start_thread(&mut client).await;
-    client.request(
-        2,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("fail")}),
-    );
-    let messages = until(&mut client, "turn/completed").await;
+    let messages = run_turn(&mut client, 2, &thread_id, "fail").await;
     let tail: Vec<Value> = messages[messages.len() - 3..].to_vec();
     assert_eq!(
         methods(&tail),
@@ -405,12 +419,7 @@ async fn input_during_a_turn_steers_it() {
         .await;
     let turn_id = started["result"]["turn"]["id"].clone();
     until(&mut client, "item/agentMessage/delta").await;
-    client.request(
-        3,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("two")}),
-    );
-    let rest = until(&mut client, "turn/completed").await;
+    let rest = run_turn(&mut client, 3, &thread_id, "two").await;
     assert_eq!(rest[0]["result"]["turn"]["id"], turn_id, "same turn");
     assert!(!methods(&rest).contains(&"turn/started".to_owned()));
     let user = rest
@@ -439,12 +448,7 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
     client.initialize("c", Value::Null).await;
     let thread_id = start_thread(&mut client).await;
     let empty_id = start_thread(&mut client).await;
-    client.request(
-        2,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("remember this")}),
-    );
-    until(&mut client, "turn/completed").await;
+    run_turn(&mut client, 2, &thread_id, "remember this").await;
     setup.process.signal("KILL");
     setup.process.wait(Duration::from_secs(5)).await;
     // A torn line at the end of the log, as a crash mid-write would leave.
@@ -457,15 +461,7 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
     text_so_far.push_str("{\"id\":\"torn");
     std::fs::write(&log, text_so_far).unwrap();
 
-    let process = TetherProcess::start(
-        Path::new(TETHER),
-        setup.home.path(),
-        &["--listen", "ws://127.0.0.1:0"],
-        &[],
-    )
-    .await;
-    let mut client = process.ws().await;
-    client.initialize("c", Value::Null).await;
+    let (_process, mut client) = serve_ws(setup.home.path()).await;
     let listed = client.call(1, "thread/list", json!({})).await;
     let ids: Vec<&str> = listed["result"]["data"]
         .as_array()
@@ -500,14 +496,68 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
     setup
         .upstream
         .push(Script::Stream(message_response("r2", &["still here"])));
-    client.request(
-        4,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("and now?")}),
-    );
-    until(&mut client, "turn/completed").await;
+    run_turn(&mut client, 4, &thread_id, "and now?").await;
     let input = &setup.upstream.requests()[1].body["input"];
     assert_eq!(input[1]["content"][0]["text"], "remembered");
+}
+
+#[tokio::test]
+async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
+    let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    // The history log is on a full disk: every write fails with ENOSPC.
+    let log = setup
+        .home
+        .path()
+        .join("threads")
+        .join(format!("{thread_id}.jsonl"));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r1", &["lost"])));
+    let seen = run_turn(&mut client, 2, &thread_id, "first").await;
+    let error = seen
+        .iter()
+        .position(|m| m["method"] == "error")
+        .expect("an error notification before turn/completed");
+    let error = &seen[error]["params"];
+    assert_eq!(error["willRetry"], false);
+    assert_eq!(error["threadId"], thread_id.as_str());
+    assert_eq!(
+        error["turnId"],
+        seen.last().unwrap()["params"]["turn"]["id"]
+    );
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot save the turn to the thread history: ")
+            && message.contains("No space left on device"),
+        "{message}"
+    );
+    assert_eq!(
+        seen.last().unwrap()["params"]["turn"]["status"],
+        "completed",
+        "the model's answer is not a failure"
+    );
+
+    // Space again: the next turn is saved, whole, and is what a restart finds.
+    std::fs::remove_file(&log).unwrap();
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["kept"])));
+    let seen = run_turn(&mut client, 3, &thread_id, "second").await;
+    assert!(!methods(&seen).contains(&"error".to_owned()), "{seen:?}");
+    setup.process.signal("KILL");
+    setup.process.wait(Duration::from_secs(5)).await;
+    let (_process, mut client) = serve_ws(setup.home.path()).await;
+    client.request(1, "thread/resume", json!({"threadId": thread_id}));
+    let _status = client.recv().await;
+    let resumed = client.recv().await;
+    let turns = resumed["result"]["thread"]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 1, "only the saved turn: {turns:?}");
+    assert_eq!(turns[0]["items"][1]["text"], "kept");
 }
 
 #[tokio::test]
@@ -612,12 +662,7 @@ async fn a_turn_over_the_upstream_websocket() {
     let mut client = process.stdio();
     client.initialize("c", Value::Null).await;
     let thread_id = start_thread(&mut client).await;
-    client.request(
-        2,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("hello")}),
-    );
-    let messages = until(&mut client, "turn/completed").await;
+    let messages = run_turn(&mut client, 2, &thread_id, "hello").await;
     assert_eq!(
         messages.last().unwrap()["params"]["turn"]["items"][0]["text"],
         "over ws"
@@ -938,22 +983,9 @@ async fn a_broken_stream_is_retried_with_an_error_notification() {
     cut.push(Step::Cut);
     upstream.push(Script::Stream(cut));
     upstream.push(Script::Stream(message_response("r2", &["second try"])));
-    let process = TetherProcess::start(
-        Path::new(TETHER),
-        home.path(),
-        &["--listen", "ws://127.0.0.1:0"],
-        &[],
-    )
-    .await;
-    let mut client = process.ws().await;
-    client.initialize("c", Value::Null).await;
+    let (_process, mut client) = serve_ws(home.path()).await;
     let thread_id = start_thread(&mut client).await;
-    client.request(
-        1,
-        "turn/start",
-        json!({"threadId": thread_id, "input": text("try")}),
-    );
-    let messages = until(&mut client, "turn/completed").await;
+    let messages = run_turn(&mut client, 1, &thread_id, "try").await;
     let error = messages
         .iter()
         .find(|m| m["method"] == "error")

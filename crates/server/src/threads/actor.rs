@@ -1127,8 +1127,16 @@ impl Actor {
         turn.items = active.items;
         turn.items_view = ItemsView::Full;
         // Durable before it is announced: a client that saw `turn/completed` finds the turn
-        // after any crash.
-        self.record(turn).await;
+        // after any crash, and one whose turn could not be saved is told so first.
+        if let Err(message) = self.record(turn).await {
+            let error = TurnError {
+                message,
+                codex_error_info: Some(json!("other")),
+                additional_details: None,
+            };
+            let params = json!({"error": error, "willRetry": false, "threadId": self.thread.id, "turnId": announced.id});
+            self.notify_subscribers("error", params).await;
+        }
         if status != TurnStatus::Failed {
             self.set_status(ThreadStatus::Idle).await;
         }
@@ -1174,25 +1182,27 @@ impl Actor {
         }
     }
 
-    /// Appends the turn to the history log (synced) and updates the index.
-    async fn record(&mut self, turn: Turn) {
+    /// Appends the turn to the history log (synced) and updates the index. The turn stays in
+    /// memory either way; the error says why it will not survive a restart.
+    async fn record(&mut self, turn: Turn) -> Result<(), String> {
         self.thread.updated_at = now_ms() / 1000;
+        let mut saved = Ok(());
         if let Some(log) = self.log.clone() {
             // The write ends in an fsync: keep it off the async workers.
             let record = turn.clone();
             let appended = tokio::task::spawn_blocking(move || log.append(&record)).await;
-            match appended {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::error!(thread = %self.thread.id, "cannot write the history log: {err}")
-                }
-                Err(err) => {
-                    tracing::error!(thread = %self.thread.id, "history log task failed: {err}")
-                }
+            saved = match appended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(format!("cannot save the turn to the thread history: {err}")),
+                Err(err) => Err(format!("the thread history task failed: {err}")),
+            };
+            if let Err(message) = &saved {
+                tracing::error!(thread = %self.thread.id, "{message}");
             }
             self.touch_index().await;
         }
         self.history.push(turn);
+        saved
     }
 
     async fn interrupt(&mut self, connection: Arc<Connection>, id: RequestId, turn_id: String) {

@@ -51,7 +51,8 @@ impl HistoryLog {
     }
 
     /// Appends a completed turn and syncs it to disk before returning. A torn line left by an
-    /// earlier crash is first terminated, so the new line stands on its own.
+    /// earlier crash is first terminated, so the new line stands on its own. A failed write (a
+    /// full disk) is cut back off, so the log never keeps half of a turn it reported as lost.
     pub fn append(&self, turn: &Turn) -> io::Result<()> {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -66,8 +67,13 @@ impl HistoryLog {
         if !ends_with_newline(&self.path)? {
             line.insert(0, b'\n');
         }
-        file.write_all(&line)?;
-        file.sync_data()
+        let length_before = file.metadata()?.len();
+        let written = file.write_all(&line).and_then(|()| file.sync_data());
+        if written.is_err() {
+            // Best effort: the write error is the one worth reporting.
+            let _ = file.set_len(length_before);
+        }
+        written
     }
 }
 
