@@ -502,6 +502,119 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
 }
 
 #[tokio::test]
+async fn a_reasoning_summary_streams_as_it_is_written_and_stays_out_of_the_model_input() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let reasoning = |kind: &str, extra: Value| {
+        let mut event = json!({"type": kind, "item_id": "rs_1", "output_index": 0});
+        event
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Step::Event(event)
+    };
+    let part = json!({"type": "summary_text", "text": ""});
+    let mut steps = message_response("r1", &["answer"]);
+    steps.splice(
+        1..1,
+        [
+            Step::Event(
+                json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
+            ),
+            reasoning(
+                "response.reasoning_summary_part.added",
+                json!({"summary_index": 0, "part": part}),
+            ),
+            reasoning(
+                "response.reasoning_summary_text.delta",
+                json!({"summary_index": 0, "delta": "Weighing "}),
+            ),
+            reasoning(
+                "response.reasoning_summary_text.delta",
+                json!({"summary_index": 0, "delta": "options"}),
+            ),
+            reasoning(
+                "response.reasoning_summary_part.added",
+                json!({"summary_index": 1, "part": part}),
+            ),
+            reasoning(
+                "response.reasoning_summary_text.delta",
+                json!({"summary_index": 1, "delta": "Decided"}),
+            ),
+            Step::Event(
+                json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Weighing options"}, {"type": "summary_text", "text": "Decided"}]}}),
+            ),
+        ],
+    );
+    setup.upstream.push(Script::Stream(steps));
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = start_thread(&mut client).await;
+    let seen = run_turn(&mut client, 2, &thread_id, "think").await;
+    let reasoning_messages: Vec<&Value> = seen
+        .iter()
+        .filter(|m| m["params"]["itemId"] == "rs_1" || m["params"]["item"]["id"] == "rs_1")
+        .collect();
+    let described: Vec<String> = reasoning_messages
+        .iter()
+        .map(|m| {
+            let p = &m["params"];
+            match m["method"].as_str().unwrap() {
+                "item/reasoning/summaryPartAdded" => format!("part {}", p["summaryIndex"]),
+                "item/reasoning/summaryTextDelta" => {
+                    format!("delta {} {}", p["summaryIndex"], p["delta"])
+                }
+                other => format!("{other} {}", p["item"]["summary"]),
+            }
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            "item/started []",
+            "part 0",
+            "delta 0 \"Weighing \"",
+            "delta 0 \"options\"",
+            "part 1",
+            "delta 1 \"Decided\"",
+            "item/completed [\"Weighing options\",\"Decided\"]",
+        ]
+    );
+    for message in &reasoning_messages {
+        assert_eq!(
+            message["params"]["turnId"],
+            seen.last().unwrap()["params"]["turn"]["id"]
+        );
+    }
+    let completed = reasoning_messages.last().unwrap();
+    assert!(
+        completed["params"]["item"]["startedAtMs"].as_i64()
+            <= completed["params"]["item"]["completedAtMs"].as_i64()
+    );
+
+    // The summary is history for clients, not input for the model.
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["next"])));
+    run_turn(&mut client, 3, &thread_id, "again").await;
+    let input = setup.upstream.requests()[1].body["input"].to_string();
+    assert!(
+        input.contains("answer") && !input.contains("Weighing"),
+        "{input}"
+    );
+    let read = client
+        .call(
+            4,
+            "thread/read",
+            json!({"threadId": thread_id, "includeTurns": true}),
+        )
+        .await;
+    assert_eq!(
+        read["result"]["thread"]["turns"][0]["items"][1]["summary"],
+        json!(["Weighing options", "Decided"])
+    );
+}
+
+#[tokio::test]
 async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
     let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
     let mut client = setup.process.ws().await;

@@ -17,10 +17,19 @@ pub enum ResponseEvent {
         /// The new text.
         delta: String,
     },
+    /// `response.reasoning_summary_part.added`: a new part of a reasoning summary begins.
+    ReasoningSummaryPartAdded {
+        /// The reasoning item.
+        item_id: String,
+        /// Which part of the summary.
+        summary_index: i64,
+    },
     /// `response.reasoning_summary_text.delta`.
     ReasoningSummaryDelta {
         /// The reasoning item.
         item_id: String,
+        /// Which part of the summary the text extends.
+        summary_index: i64,
         /// The new summary text.
         delta: String,
     },
@@ -145,6 +154,7 @@ impl OutputItem {
 }
 
 /// What an event means for the stream.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Decoded {
     Event(ResponseEvent),
     /// Known but of no interest (`response.in_progress`, `content_part.added`, …).
@@ -181,9 +191,16 @@ pub(crate) fn decode(event: &Value) -> Decoded {
             item_id: string(event, "item_id"),
             delta: string(event, "delta"),
         }),
+        "response.reasoning_summary_part.added" => {
+            Decoded::Event(ResponseEvent::ReasoningSummaryPartAdded {
+                item_id: string(event, "item_id"),
+                summary_index: int(event, &["summary_index"]),
+            })
+        }
         "response.reasoning_summary_text.delta" => {
             Decoded::Event(ResponseEvent::ReasoningSummaryDelta {
                 item_id: string(event, "item_id"),
+                summary_index: int(event, &["summary_index"]),
                 delta: string(event, "delta"),
             })
         }
@@ -259,6 +276,25 @@ mod tests {
         );
         assert!(
             matches!(call, Decoded::Event(ResponseEvent::ItemDone(OutputItem::FunctionCall { ref name, .. })) if name == "lookup")
+        );
+        assert_eq!(
+            decode(
+                &json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "output_index": 0, "summary_index": 1, "part": {"type": "summary_text", "text": ""}})
+            ),
+            Decoded::Event(ResponseEvent::ReasoningSummaryPartAdded {
+                item_id: "rs_1".into(),
+                summary_index: 1
+            })
+        );
+        assert_eq!(
+            decode(
+                &json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0, "summary_index": 1, "delta": "Thinking"})
+            ),
+            Decoded::Event(ResponseEvent::ReasoningSummaryDelta {
+                item_id: "rs_1".into(),
+                summary_index: 1,
+                delta: "Thinking".into()
+            })
         );
         let completed = decode(
             &json!({"type": "response.completed", "response": {"id": "resp_1", "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 15}}}),

@@ -118,6 +118,8 @@ struct ActiveTurn {
     items: Vec<ThreadItem>,
     /// The agent message being streamed: id, text so far, start time.
     streaming: Option<(String, String, i64)>,
+    /// The reasoning item announced as started: id, start time.
+    reasoning: Option<(String, i64)>,
     generation: u64,
     cancel: CancellationToken,
     /// Tool calls of this round still waiting for an answer.
@@ -157,6 +159,7 @@ impl ActiveTurn {
             started: Instant::now(),
             items: Vec::new(),
             streaming: None,
+            reasoning: None,
             generation: 0,
             cancel: CancellationToken::new(),
             pending_calls: Vec::new(),
@@ -691,6 +694,7 @@ impl Actor {
         active.cancel = CancellationToken::new();
         active.generation = generation;
         active.streaming = None;
+        active.reasoning = None;
         active.calls_this_round = 0;
         active.round_over = false;
         active.round_start_items = active.items.len();
@@ -975,18 +979,48 @@ impl Actor {
                 let item = agent_message(&id, &text, Some(started_at), Some(now_ms()));
                 self.item_completed(&turn_id, item).await;
             }
-            Sampled::Event(ResponseEvent::ItemDone(OutputItem::Reasoning { id, summary }))
-                if !summary.is_empty() =>
-            {
-                let at = Some(now_ms());
-                let item = ThreadItem::Reasoning {
-                    id,
-                    summary,
-                    content: vec![],
-                    started_at_ms: at,
-                    completed_at_ms: at,
-                };
+            Sampled::Event(ResponseEvent::ItemAdded(OutputItem::Reasoning { id, summary })) => {
+                let started_at = now_ms();
+                let item = reasoning(&id, summary, started_at, None);
+                if let Some(active) = self.active.as_mut() {
+                    active.reasoning = Some((id, started_at));
+                }
                 self.item_started(&turn_id, &item).await;
+            }
+            Sampled::Event(ResponseEvent::ReasoningSummaryPartAdded {
+                item_id,
+                summary_index,
+            }) => {
+                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "itemId": item_id, "summaryIndex": summary_index});
+                self.notify_subscribers("item/reasoning/summaryPartAdded", params)
+                    .await;
+            }
+            Sampled::Event(ResponseEvent::ReasoningSummaryDelta {
+                item_id,
+                summary_index,
+                delta,
+            }) => {
+                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "itemId": item_id, "summaryIndex": summary_index, "delta": delta});
+                self.notify_subscribers("item/reasoning/summaryTextDelta", params)
+                    .await;
+            }
+            Sampled::Event(ResponseEvent::ItemDone(OutputItem::Reasoning { id, summary })) => {
+                let started = self
+                    .active
+                    .as_mut()
+                    .and_then(|a| a.reasoning.take_if(|(started, _)| *started == id));
+                // An item never announced as started (an upstream that skips `added`) is only
+                // worth showing when it says something.
+                let announced = started.is_some();
+                if !announced && summary.is_empty() {
+                    return;
+                }
+                let completed_at = now_ms();
+                let started_at = started.map_or(completed_at, |(_, at)| at);
+                let item = reasoning(&id, summary, started_at, Some(completed_at));
+                if !announced {
+                    self.item_started(&turn_id, &item).await;
+                }
                 self.item_completed(&turn_id, item).await;
             }
             Sampled::Event(ResponseEvent::ItemDone(OutputItem::FunctionCall {
@@ -1071,6 +1105,7 @@ impl Actor {
         let abandoned = match self.active.as_mut() {
             Some(active) => {
                 active.streaming = None;
+                active.reasoning = None;
                 active.items.truncate(active.round_start_items);
                 active.calls_this_round = 0;
                 std::mem::take(&mut active.pending_calls)
@@ -1326,6 +1361,21 @@ fn agent_message(
         phase: None,
         memory_citation: None,
         started_at_ms,
+        completed_at_ms,
+    }
+}
+
+fn reasoning(
+    id: &str,
+    summary: Vec<String>,
+    started_at_ms: i64,
+    completed_at_ms: Option<i64>,
+) -> ThreadItem {
+    ThreadItem::Reasoning {
+        id: id.to_owned(),
+        summary,
+        content: vec![],
+        started_at_ms: Some(started_at_ms),
         completed_at_ms,
     }
 }
