@@ -482,6 +482,17 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
     assert_eq!(turns.len(), 1);
     assert_eq!(turns[0]["items"][1]["text"], "remembered");
     assert_eq!(resumed["result"]["thread"]["preview"], "remember this");
+    let usage = client.recv().await;
+    assert_eq!(
+        usage["method"], "thread/tokenUsage/updated",
+        "the caller hears the usage stored before the kill: {usage}"
+    );
+    assert_eq!(usage["params"]["turnId"], turns[0]["id"]);
+    assert_eq!(usage["params"]["tokenUsage"]["total"]["totalTokens"], 17);
+    assert_eq!(
+        usage["params"]["tokenUsage"]["last"]["cachedInputTokens"],
+        2
+    );
     assert_eq!(
         client.recv().await["method"],
         "thread/goal/cleared",
@@ -935,8 +946,13 @@ async fn a_pending_tool_call_survives_its_clients_disconnect_and_is_replayed_on_
     assert_eq!(resumed["result"]["thread"]["status"]["type"], "active");
     assert_eq!(
         second.recv().await["method"],
+        "thread/tokenUsage/updated",
+        "the usage so far first"
+    );
+    assert_eq!(
+        second.recv().await["method"],
         "thread/goal/cleared",
-        "the goal snapshot first"
+        "then the goal snapshot"
     );
     let replayed = second.recv().await;
     assert_eq!(replayed, request, "the same request, same id");

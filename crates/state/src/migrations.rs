@@ -33,6 +33,11 @@ const MIGRATIONS: &[&str] = &[
         thread_id TEXT PRIMARY KEY,
         goal TEXT NOT NULL
     );",
+    // 4: a thread's token usage (total and the last turn's), as JSON, one per thread.
+    "CREATE TABLE thread_token_usage (
+        thread_id TEXT PRIMARY KEY,
+        usage TEXT NOT NULL
+    );",
 ];
 
 /// The version a fully migrated database has.

@@ -154,10 +154,35 @@ impl StateDb {
 impl StateDb {
     /// The goal of `thread_id` as stored (JSON), if any.
     pub async fn goal(&self, thread_id: &str) -> Result<Option<String>, StateError> {
+        self.document(PerThread::Goal, thread_id).await
+    }
+
+    /// Stores (or replaces) the goal of `thread_id`.
+    pub async fn put_goal(&self, thread_id: &str, goal: String) -> Result<(), StateError> {
+        self.put_document(PerThread::Goal, thread_id, goal).await
+    }
+
+    /// The token usage of `thread_id` as stored (JSON), if any.
+    pub async fn token_usage(&self, thread_id: &str) -> Result<Option<String>, StateError> {
+        self.document(PerThread::TokenUsage, thread_id).await
+    }
+
+    /// Stores (or replaces) the token usage of `thread_id`.
+    pub async fn put_token_usage(&self, thread_id: &str, usage: String) -> Result<(), StateError> {
+        self.put_document(PerThread::TokenUsage, thread_id, usage)
+            .await
+    }
+
+    async fn document(
+        &self,
+        kind: PerThread,
+        thread_id: &str,
+    ) -> Result<Option<String>, StateError> {
         let thread_id = thread_id.to_owned();
+        let (table, column) = kind.table_and_column();
         self.run(move |c| {
             c.query_row(
-                "SELECT goal FROM thread_goals WHERE thread_id = ?1",
+                &format!("SELECT {column} FROM {table} WHERE thread_id = ?1"),
                 [thread_id],
                 |row| row.get(0),
             )
@@ -166,14 +191,21 @@ impl StateDb {
         .await
     }
 
-    /// Stores (or replaces) the goal of `thread_id`.
-    pub async fn put_goal(&self, thread_id: &str, goal: String) -> Result<(), StateError> {
+    async fn put_document(
+        &self,
+        kind: PerThread,
+        thread_id: &str,
+        document: String,
+    ) -> Result<(), StateError> {
         let thread_id = thread_id.to_owned();
+        let (table, column) = kind.table_and_column();
         self.run(move |c| {
             c.execute(
-                "INSERT INTO thread_goals (thread_id, goal) VALUES (?1, ?2)
-                 ON CONFLICT (thread_id) DO UPDATE SET goal = excluded.goal",
-                params![thread_id, goal],
+                &format!(
+                    "INSERT INTO {table} (thread_id, {column}) VALUES (?1, ?2)
+                     ON CONFLICT (thread_id) DO UPDATE SET {column} = excluded.{column}"
+                ),
+                params![thread_id, document],
             )
         })
         .await
@@ -186,6 +218,23 @@ impl StateDb {
         self.run(move |c| c.execute("DELETE FROM thread_goals WHERE thread_id = ?1", [thread_id]))
             .await
             .map(|deleted| deleted > 0)
+    }
+}
+
+/// The JSON documents kept one per thread.
+#[derive(Clone, Copy)]
+enum PerThread {
+    Goal,
+    TokenUsage,
+}
+
+impl PerThread {
+    /// Fixed names, never input: safe to put into SQL text.
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            PerThread::Goal => ("thread_goals", "goal"),
+            PerThread::TokenUsage => ("thread_token_usage", "usage"),
+        }
     }
 }
 

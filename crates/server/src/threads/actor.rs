@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tether_protocol::{
     ErrorObject, ItemsView, Outgoing, RequestId, Thread, ThreadGoal, ThreadGoalSetParams,
@@ -186,7 +187,8 @@ pub struct Actor {
     subscribers: watch::Sender<BTreeSet<u64>>,
     active: Option<ActiveTurn>,
     generations: u64,
-    usage: TokenUsageBreakdown,
+    /// Kept across restarts, so a resume can tell the caller where the thread stands.
+    usage: Option<RecordedUsage>,
     goal: Option<ThreadGoal>,
     status: watch::Sender<ThreadStatus>,
     mailbox: mpsc::Receiver<Command>,
@@ -214,7 +216,7 @@ impl Actor {
             subscribers: watch::Sender::new(BTreeSet::new()),
             active: None,
             generations: 0,
-            usage: TokenUsageBreakdown::default(),
+            usage: None,
             goal: None,
             status,
             mailbox,
@@ -255,6 +257,7 @@ impl Actor {
                     tracing::error!(thread = %self.thread.id, "cannot read the goal: {}", err.message)
                 }
             }
+            self.usage = self.load_usage().await;
         }
         let delay = self.threads().unload_delay;
         let mut unload_at: Option<Deadline> = None;
@@ -314,6 +317,12 @@ impl Actor {
                 let thread = self.thread_object(!exclude_turns);
                 let response = self.threads().session_response(&thread, &self.settings);
                 connection.send(Outgoing::response(id, &response)).await;
+                if let Some(usage) = &self.usage {
+                    let params = usage.notification(&self.thread.id);
+                    connection
+                        .send(Outgoing::notification("thread/tokenUsage/updated", params))
+                        .await;
+                }
                 if !self.thread.ephemeral {
                     self.announce_goal().await;
                 }
@@ -1125,17 +1134,43 @@ impl Actor {
             output_tokens: usage.output_tokens,
             reasoning_output_tokens: usage.reasoning_output_tokens,
         };
-        self.usage += last;
+        let mut total = self.usage.as_ref().map(|u| u.total).unwrap_or_default();
+        total += last;
         if let Some(active) = self.active.as_mut() {
             active.tokens += last.total_tokens;
         }
-        let params = json!({
-            "threadId": self.thread.id,
-            "turnId": turn_id,
-            "tokenUsage": {"total": self.usage, "last": last, "modelContextWindow": null},
-        });
+        let usage = RecordedUsage {
+            turn_id: turn_id.to_owned(),
+            total,
+            last,
+        };
+        let params = usage.notification(&self.thread.id);
+        if !self.thread.ephemeral {
+            let stored = serde_json::to_string(&usage).expect("token usage serializes");
+            let state = &self.threads().state;
+            if let Err(err) = state.put_token_usage(&self.thread.id, stored).await {
+                tracing::error!(thread = %self.thread.id, "cannot store the token usage: {err}");
+            }
+        }
+        self.usage = Some(usage);
         self.notify_subscribers("thread/tokenUsage/updated", params)
             .await;
+    }
+
+    /// The usage stored by an earlier run of this thread, if any.
+    async fn load_usage(&self) -> Option<RecordedUsage> {
+        let stored = match self.threads().state.token_usage(&self.thread.id).await {
+            Ok(stored) => stored?,
+            Err(err) => {
+                tracing::error!(thread = %self.thread.id, "cannot read the token usage: {err}");
+                return None;
+            }
+        };
+        serde_json::from_str(&stored)
+            .inspect_err(|err| {
+                tracing::error!(thread = %self.thread.id, "ignoring unreadable token usage: {err}")
+            })
+            .ok()
     }
 
     /// Ends the running turn: the durable record, then status and `turn/completed`.
@@ -1362,6 +1397,25 @@ fn agent_message(
         memory_citation: None,
         started_at_ms,
         completed_at_ms,
+    }
+}
+
+/// The thread's token usage after its latest round: what `thread/tokenUsage/updated` says.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedUsage {
+    turn_id: String,
+    total: TokenUsageBreakdown,
+    last: TokenUsageBreakdown,
+}
+
+impl RecordedUsage {
+    fn notification(&self, thread_id: &str) -> Value {
+        json!({
+            "threadId": thread_id,
+            "turnId": self.turn_id,
+            "tokenUsage": {"total": self.total, "last": self.last, "modelContextWindow": null},
+        })
     }
 }
 
