@@ -1,5 +1,5 @@
 //! tether's state database: one SQLite file, its versioned migrations, and the stores built on it
-//! (device-key bindings, the thread index).
+//! (device-key bindings, the thread index, per-thread goals and token usage).
 //!
 //! This crate owns the schema and every SQL statement, and nothing but SQLite: it does not know
 //! about providers, JSON-RPC or connections. Opening never repairs or resets anything: a corrupt,
