@@ -50,15 +50,6 @@ async fn client(process: &TetherProcess, attest: bool) -> Client {
     client
 }
 
-async fn start_thread(client: &mut Client) -> String {
-    let response = client.call("start", "thread/start", json!({})).await;
-    assert_eq!(client.recv().await["method"], "thread/started");
-    response["result"]["thread"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn turn(client: &mut Client, thread_id: &str) {
     client.request(format!("turn-{thread_id}"), "turn/start", json!({"threadId": thread_id, "input": [{"type": "text", "text": "hi", "text_elements": []}]}));
 }
@@ -85,7 +76,7 @@ async fn attested_turn(
     let (upstream, _home, process) = start(Auth::ChatGpt, false).await;
     upstream.push(Script::Stream(message_response("r1", &["ok"])));
     let mut client = client(&process, true).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     turn(&mut client, &thread_id);
     let request = next_with(&mut client, "attestation/generate").await;
     assert_eq!(request["params"], json!({}));
@@ -175,7 +166,7 @@ async fn the_connection_closing_while_pending_is_status_three() {
     let (upstream, _home, process) = start(Auth::ChatGpt, false).await;
     upstream.push(Script::Stream(message_response("r1", &["ok"])));
     let mut client = client(&process, true).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     turn(&mut client, &thread_id);
     next_with(&mut client, "attestation/generate").await;
     drop(client);
@@ -191,7 +182,7 @@ async fn without_the_capability_or_with_api_key_auth_nobody_is_asked() {
     let (upstream, _home, process) = start(Auth::ChatGpt, false).await;
     upstream.push(Script::Stream(message_response("r1", &["ok"])));
     let mut plain = client(&process, false).await;
-    let thread_id = start_thread(&mut plain).await;
+    let thread_id = plain.start_thread(json!({})).await;
     turn(&mut plain, &thread_id);
     let messages = until_completed(&mut plain).await;
     assert!(
@@ -208,7 +199,7 @@ async fn without_the_capability_or_with_api_key_auth_nobody_is_asked() {
     let (upstream, _home, process) = start(Auth::ApiKey, false).await;
     upstream.push(Script::Stream(message_response("r1", &["ok"])));
     let mut capable = client(&process, true).await;
-    let thread_id = start_thread(&mut capable).await;
+    let thread_id = capable.start_thread(json!({})).await;
     turn(&mut capable, &thread_id);
     let messages = until_completed(&mut capable).await;
     assert!(
@@ -240,7 +231,7 @@ async fn the_lowest_id_subscribed_capable_connection_is_asked() {
     let mut low = client(&process, true).await;
     let mut high = client(&process, true).await;
     let mut bystander = client(&process, true).await; // capable, never subscribed
-    let thread_id = start_thread(&mut owner).await;
+    let thread_id = owner.start_thread(json!({})).await;
     for joiner in [&mut low, &mut high] {
         assert_eq!(joiner.recv().await["method"], "thread/started");
         // Earlier joiners' goal snapshots are broadcast: skip them.
@@ -295,7 +286,7 @@ async fn the_lowest_id_subscribed_capable_connection_is_asked() {
 async fn the_websocket_upstream_carries_it_on_the_handshake_and_compaction_carries_its_own() {
     let (upstream, _home, process) = start(Auth::ChatGpt, true).await;
     let mut client = client(&process, true).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     upstream.push(Script::Stream(message_response("r1", &["hello"])));
     turn(&mut client, &thread_id);
     let asked = next_with(&mut client, "attestation/generate").await;
@@ -349,7 +340,7 @@ async fn twenty_threads_attest_at_once_through_one_client() {
     let mut client = client(&process, true).await;
     let mut threads = Vec::new();
     for _ in 0..20 {
-        threads.push(start_thread(&mut client).await);
+        threads.push(client.start_thread(json!({})).await);
         upstream.push(Script::Stream(message_response("r", &["ok"])));
     }
     for thread_id in &threads {

@@ -30,15 +30,6 @@ async fn client(process: &TetherProcess) -> Client {
     client
 }
 
-async fn start_thread(client: &mut Client, params: Value) -> String {
-    let response = client.call("start", "thread/start", params).await;
-    assert_eq!(client.recv().await["method"], "thread/started");
-    response["result"]["thread"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn until(client: &mut Client, method: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
@@ -66,8 +57,8 @@ async fn the_goal_validation_table() {
     let home = tempfile::tempdir().unwrap();
     let process = start_server(home.path(), &upstream).await;
     let mut c = client(&process).await;
-    let thread_id = start_thread(&mut c, json!({})).await;
-    let ephemeral = start_thread(&mut c, json!({"ephemeral": true})).await;
+    let thread_id = c.start_thread(json!({})).await;
+    let ephemeral = c.start_thread(json!({"ephemeral": true})).await;
     let unknown = "00000000-0000-0000-0000-000000000001";
     let set = |params: Value| {
         json!({"threadId": thread_id})
@@ -113,7 +104,7 @@ async fn goals_are_broadcast_after_the_response_patched_and_cleared() {
     let process = start_server(home.path(), &upstream).await;
     let mut owner = client(&process).await;
     let mut other = client(&process).await;
-    let thread_id = start_thread(&mut owner, json!({})).await;
+    let thread_id = owner.start_thread(json!({})).await;
     assert_eq!(other.recv().await["method"], "thread/started");
 
     let set = owner.call(1, "thread/goal/set", json!({"threadId": thread_id, "objective": "  Ship it ", "status": "paused", "tokenBudget": 500})).await;
@@ -190,7 +181,7 @@ async fn a_turn_that_reaches_the_budget_limits_the_goal() {
     let home = tempfile::tempdir().unwrap();
     let process = start_server(home.path(), &upstream).await;
     let mut c = client(&process).await;
-    let thread_id = start_thread(&mut c, json!({})).await;
+    let thread_id = c.start_thread(json!({})).await;
     c.call(
         1,
         "thread/goal/set",
@@ -232,7 +223,7 @@ async fn goal_notifications_are_ordered_with_a_concurrent_resume_of_a_running_th
     let home = tempfile::tempdir().unwrap();
     let process = start_server(home.path(), &upstream).await;
     let mut owner = client(&process).await;
-    let thread_id = start_thread(&mut owner, json!({})).await;
+    let thread_id = owner.start_thread(json!({})).await;
     for round in 0..10 {
         let mut slow = message_response(&format!("r{round}"), &["a", "b"]);
         slow.insert(3, Step::Pause(Duration::from_millis(150)));
@@ -276,7 +267,7 @@ async fn revert_shortens_the_history_durably() {
     let home = tempfile::tempdir().unwrap();
     let mut process = start_server(home.path(), &upstream).await;
     let mut c = client(&process).await;
-    let thread_id = start_thread(&mut c, json!({})).await;
+    let thread_id = c.start_thread(json!({})).await;
     let mut turn_ids = Vec::new();
     for round in 0..3 {
         upstream.push(Script::Stream(message_response(

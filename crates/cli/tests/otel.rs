@@ -36,14 +36,7 @@ async fn run_a_traced_turn(endpoint: &str) -> (TetherProcess, ResponsesServer, t
     let mut process = TetherProcess::start(Path::new(TETHER), home.path(), &[], &[]).await;
     let mut client = process.stdio();
     client.initialize("otel", Value::Null).await;
-    let started = client
-        .call(1, "thread/start", json!({"ephemeral": true}))
-        .await;
-    let thread_id = started["result"]["thread"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(client.recv().await["method"], "thread/started");
+    let thread_id = client.start_thread(json!({"ephemeral": true})).await;
     client.send(json!({
         "id": 2, "method": "turn/start",
         "params": {"threadId": thread_id, "input": [{"type": "text", "text": "hi", "text_elements": []}]},

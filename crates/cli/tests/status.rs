@@ -27,14 +27,7 @@ async fn status_shows_connections_threads_and_device_keys() {
     local
         .initialize("local-app", json!({"experimentalApi": true}))
         .await;
-    let started = remote
-        .call(1, "thread/start", json!({"ephemeral": true}))
-        .await;
-    let thread_id = started["result"]["thread"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(remote.recv().await["method"], "thread/started");
+    let thread_id = remote.start_thread(json!({"ephemeral": true})).await;
 
     // Only the owner may ask: not over ws.
     let refused = remote.call(2, "tether/status", json!({})).await;

@@ -53,18 +53,6 @@ async fn setup(unload_delay_secs: u64, listen: &[&str]) -> Setup {
     }
 }
 
-async fn start_thread(client: &mut Client) -> String {
-    let response = client.call("start", "thread/start", json!({})).await;
-    let thread_id = response["result"]["thread"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let started = client.recv().await;
-    assert_eq!(started["method"], "thread/started", "{started}");
-    assert_eq!(started["params"]["thread"]["id"], thread_id);
-    thread_id
-}
-
 /// Starts a turn with `input` and receives until it completes.
 async fn run_turn(client: &mut Client, id: i64, thread_id: &str, input: &str) -> Vec<Value> {
     client.request(
@@ -227,7 +215,7 @@ async fn two_subscribers_see_identical_ordered_streams() {
     let mut second = setup.process.ws().await;
     first.initialize("first", Value::Null).await;
     second.initialize("second", Value::Null).await;
-    let thread_id = start_thread(&mut first).await;
+    let thread_id = first.start_thread(json!({})).await;
     assert_eq!(
         second.recv().await["method"],
         "thread/started",
@@ -268,7 +256,7 @@ async fn resuming_a_running_thread_never_shows_a_live_event_before_the_response(
     let setup = setup(60, &["ws://127.0.0.1:0"]).await;
     let mut owner = setup.process.ws().await;
     owner.initialize("owner", Value::Null).await;
-    let thread_id = start_thread(&mut owner).await;
+    let thread_id = owner.start_thread(json!({})).await;
     for round in 0..10 {
         let mut steps = message_response(&format!("r{round}"), &[]);
         let done = steps.split_off(3);
@@ -316,7 +304,7 @@ async fn interrupt_mid_stream_ends_the_turn_as_interrupted() {
     setup.upstream.push(Script::Stream(steps));
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     let no_turn = client
         .call(
             1,
@@ -360,7 +348,7 @@ async fn failed_turn(script: Script) -> Value {
     setup.upstream.push(script);
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     let messages = run_turn(&mut client, 2, &thread_id, "fail").await;
     let tail: Vec<Value> = messages[messages.len() - 3..].to_vec();
     assert_eq!(
@@ -409,7 +397,7 @@ async fn input_during_a_turn_steers_it() {
         .push(Script::Stream(message_response("r2", &["steered"])));
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     let started = client
         .call(
             2,
@@ -446,8 +434,8 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
         .push(Script::Stream(message_response("r1", &["remembered"])));
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
-    let empty_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
+    let empty_id = client.start_thread(json!({})).await;
     run_turn(&mut client, 2, &thread_id, "remember this").await;
     setup.process.signal("KILL");
     setup.process.wait(Duration::from_secs(5)).await;
@@ -559,7 +547,7 @@ async fn a_reasoning_summary_streams_as_it_is_written_and_stays_out_of_the_model
     setup.upstream.push(Script::Stream(steps));
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     let seen = run_turn(&mut client, 2, &thread_id, "think").await;
     let reasoning_messages: Vec<&Value> = seen
         .iter()
@@ -630,7 +618,7 @@ async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
     let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     // The history log is on a full disk: every write fails with ENOSPC.
     let log = setup
         .home
@@ -691,7 +679,7 @@ async fn an_idle_thread_without_subscribers_unloads_after_the_delay() {
     let mut watcher = setup.process.ws().await;
     owner.initialize("owner", Value::Null).await;
     watcher.initialize("watcher", Value::Null).await;
-    let thread_id = start_thread(&mut owner).await;
+    let thread_id = owner.start_thread(json!({})).await;
     assert_eq!(watcher.recv().await["method"], "thread/started");
     let loaded = owner.call(1, "thread/loaded/list", json!({})).await;
     assert_eq!(loaded["result"]["data"], json!([thread_id]));
@@ -785,7 +773,7 @@ async fn a_turn_over_the_upstream_websocket() {
     let mut process = TetherProcess::start(Path::new(TETHER), home.path(), &[], &[]).await;
     let mut client = process.stdio();
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     let messages = run_turn(&mut client, 2, &thread_id, "hello").await;
     assert_eq!(
         messages.last().unwrap()["params"]["turn"]["items"][0]["text"],
@@ -809,14 +797,7 @@ fn tool_call_response(response_id: &str, call_id: &str) -> Vec<Step> {
 
 async fn start_tool_thread(client: &mut Client) -> String {
     let tools = json!([{"name": "lookup", "description": "Looks things up", "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}}]);
-    let response = client
-        .call("start", "thread/start", json!({"dynamicTools": tools}))
-        .await;
-    assert_eq!(client.recv().await["method"], "thread/started");
-    response["result"]["thread"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    client.start_thread(json!({"dynamicTools": tools})).await
 }
 
 #[tokio::test]
@@ -1011,17 +992,8 @@ async fn thread_list_pages_sorts_and_filters() {
     let mut client = setup.process.ws().await;
     client.initialize("lister", Value::Null).await;
     let mut ids = Vec::new();
-    for (n, cwd) in ["/a", "/b", "/a", "/c", "/a"].iter().enumerate() {
-        let response = client
-            .call(format!("s{n}"), "thread/start", json!({"cwd": cwd}))
-            .await;
-        assert_eq!(client.recv().await["method"], "thread/started");
-        ids.push(
-            response["result"]["thread"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+    for cwd in ["/a", "/b", "/a", "/c", "/a"] {
+        ids.push(client.start_thread(json!({"cwd": cwd})).await);
     }
     let ephemeral = client
         .call("e", "thread/start", json!({"ephemeral": true}))
@@ -1113,7 +1085,7 @@ async fn a_broken_stream_is_retried_with_an_error_notification() {
     upstream.push(Script::Stream(cut));
     upstream.push(Script::Stream(message_response("r2", &["second try"])));
     let (_process, mut client) = serve_ws(home.path()).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     let messages = run_turn(&mut client, 1, &thread_id, "try").await;
     let error = messages
         .iter()
@@ -1146,7 +1118,7 @@ async fn a_running_turn_keeps_its_thread_loaded_for_a_client_that_comes_back() {
     setup.upstream.push(Script::Stream(steps));
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
-    let thread_id = start_thread(&mut client).await;
+    let thread_id = client.start_thread(json!({})).await;
     client.request(
         1,
         "turn/start",

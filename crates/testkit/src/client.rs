@@ -231,4 +231,18 @@ impl Client {
         assert_eq!(response["id"], id, "{response}");
         response
     }
+
+    /// `thread/start` with `params`; checks that `thread/started` follows for the same thread and
+    /// returns its id.
+    pub async fn start_thread(&mut self, params: Value) -> String {
+        let response = self.call("start", "thread/start", params).await;
+        let thread_id = response["result"]["thread"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a thread id: {response}"))
+            .to_owned();
+        let started = self.recv().await;
+        assert_eq!(started["method"], "thread/started", "{started}");
+        assert_eq!(started["params"]["thread"]["id"], thread_id.as_str());
+        thread_id
+    }
 }
