@@ -56,12 +56,9 @@ fn turn(client: &mut Client, thread_id: &str) {
 
 /// Receives until a message with `method` arrives and returns it.
 async fn next_with(client: &mut Client, method: &str) -> Value {
-    loop {
-        let message = client.recv().await;
-        if message["method"] == method {
-            return message;
-        }
-    }
+    let mut seen = client.recv_until(method).await;
+    seen.pop()
+        .expect("recv_until returns the message it waited for")
 }
 
 async fn header_after(upstream: &ResponsesServer, count: usize) -> Option<String> {
@@ -184,7 +181,7 @@ async fn without_the_capability_or_with_api_key_auth_nobody_is_asked() {
     let mut plain = client(&process, false).await;
     let thread_id = plain.start_thread(json!({})).await;
     turn(&mut plain, &thread_id);
-    let messages = until_completed(&mut plain).await;
+    let messages = plain.recv_until("turn/completed").await;
     assert!(
         messages
             .iter()
@@ -201,7 +198,7 @@ async fn without_the_capability_or_with_api_key_auth_nobody_is_asked() {
     let mut capable = client(&process, true).await;
     let thread_id = capable.start_thread(json!({})).await;
     turn(&mut capable, &thread_id);
-    let messages = until_completed(&mut capable).await;
+    let messages = capable.recv_until("turn/completed").await;
     assert!(
         messages
             .iter()
@@ -210,18 +207,6 @@ async fn without_the_capability_or_with_api_key_auth_nobody_is_asked() {
     let request = &upstream.requests()[0];
     assert_eq!(request.header(HEADER), None);
     assert_eq!(request.header("authorization"), Some("Bearer sk-secret"));
-}
-
-async fn until_completed(client: &mut Client) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
-        let message = client.recv().await;
-        let done = message["method"] == "turn/completed";
-        seen.push(message);
-        if done {
-            return seen;
-        }
-    }
 }
 
 #[tokio::test]
@@ -248,8 +233,8 @@ async fn the_lowest_id_subscribed_capable_connection_is_asked() {
         header_after(&upstream, 1).await.as_deref(),
         Some(r#"{"v":1,"s":0,"t":"from-low"}"#)
     );
-    until_completed(&mut low).await;
-    let seen_by_high = until_completed(&mut high).await;
+    low.recv_until("turn/completed").await;
+    let seen_by_high = high.recv_until("turn/completed").await;
     assert!(
         seen_by_high
             .iter()
@@ -271,7 +256,7 @@ async fn the_lowest_id_subscribed_capable_connection_is_asked() {
         header_after(&upstream, 2).await.as_deref(),
         Some(r#"{"v":1,"s":0,"t":"from-high"}"#)
     );
-    until_completed(&mut high).await;
+    high.recv_until("turn/completed").await;
     // The bystander gets the broadcasts, never a request.
     while let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), bystander.frame()).await
     {
@@ -297,7 +282,7 @@ async fn the_websocket_upstream_carries_it_on_the_handshake_and_compaction_carri
         request.header(HEADER),
         Some(r#"{"v":1,"s":0,"t":"ws-token"}"#)
     );
-    until_completed(&mut client).await;
+    client.recv_until("turn/completed").await;
 
     upstream.push(Script::Stream(message_response("r2", &["a summary"])));
     let compact = client
@@ -314,7 +299,7 @@ async fn the_websocket_upstream_carries_it_on_the_handshake_and_compaction_carri
         header_after(&upstream, 2).await.as_deref(),
         Some(r#"{"v":1,"s":0,"t":"compaction-token"}"#)
     );
-    let messages = until_completed(&mut client).await;
+    let messages = client.recv_until("turn/completed").await;
     let item = messages
         .iter()
         .find(|m| m["method"] == "item/completed")

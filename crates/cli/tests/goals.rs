@@ -30,18 +30,6 @@ async fn client(process: &TetherProcess) -> Client {
     client
 }
 
-async fn until(client: &mut Client, method: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
-        let message = client.recv().await;
-        let done = message["method"] == method;
-        seen.push(message);
-        if done {
-            return seen;
-        }
-    }
-}
-
 fn error_of(response: &Value) -> String {
     assert_eq!(response["error"]["code"], -32600, "{response}");
     response["error"]["message"].as_str().unwrap().to_owned()
@@ -196,7 +184,7 @@ async fn a_turn_that_reaches_the_budget_limits_the_goal() {
             &["ok"],
         )));
         turn(&mut c, &thread_id, &format!("go {round}"));
-        let messages = until(&mut c, "turn/completed").await;
+        let messages = c.recv_until("turn/completed").await;
         let turn_id = messages.last().unwrap()["params"]["turn"]["id"].clone();
         let update = c.recv().await;
         assert_eq!(update["method"], "thread/goal/updated");
@@ -213,7 +201,7 @@ async fn a_turn_that_reaches_the_budget_limits_the_goal() {
     // A goal that is no longer active does not count further turns.
     upstream.push(Script::Stream(message_response("r2", &["ok"])));
     turn(&mut c, &thread_id, "more");
-    until(&mut c, "turn/completed").await;
+    c.recv_until("turn/completed").await;
     c.expect_silence(Duration::from_millis(200)).await;
 }
 
@@ -229,7 +217,7 @@ async fn goal_notifications_are_ordered_with_a_concurrent_resume_of_a_running_th
         slow.insert(3, Step::Pause(Duration::from_millis(150)));
         upstream.push(Script::Stream(slow));
         turn(&mut owner, &thread_id, &format!("round {round}"));
-        until(&mut owner, "item/started").await;
+        owner.recv_until("item/started").await;
         let mut joiner = client(&process).await;
         let objective = format!("objective {round}");
         // The resume and the goal change race; whichever the thread handles first, the joiner
@@ -256,7 +244,7 @@ async fn goal_notifications_are_ordered_with_a_concurrent_resume_of_a_running_th
         }
         assert!(responded);
         assert_eq!(last_goal, Some(json!(objective)), "round {round}");
-        until(&mut owner, "turn/completed").await;
+        owner.recv_until("turn/completed").await;
         drop(joiner);
     }
 }
@@ -275,7 +263,7 @@ async fn revert_shortens_the_history_durably() {
             &[&format!("answer {round}")],
         )));
         turn(&mut c, &thread_id, &format!("question {round}"));
-        let messages = until(&mut c, "turn/completed").await;
+        let messages = c.recv_until("turn/completed").await;
         turn_ids.push(
             messages.last().unwrap()["params"]["turn"]["id"]
                 .as_str()
@@ -297,7 +285,7 @@ async fn revert_shortens_the_history_durably() {
     hang.push(Step::Hang);
     upstream.push(Script::Stream(hang));
     turn(&mut c, &thread_id, "running");
-    let started = until(&mut c, "turn/started").await;
+    let started = c.recv_until("turn/started").await;
     c.request(
         2,
         "thread/revert",
@@ -316,7 +304,7 @@ async fn revert_shortens_the_history_durably() {
         "turn/interrupt",
         json!({"threadId": thread_id, "turnId": running_id}),
     );
-    until(&mut c, "turn/completed").await;
+    c.recv_until("turn/completed").await;
 
     let reverted = c
         .call(
@@ -351,7 +339,7 @@ async fn revert_shortens_the_history_durably() {
     // The model no longer sees what was reverted.
     upstream.push(Script::Stream(message_response("r9", &["fresh"])));
     turn(&mut c, &thread_id, "after revert");
-    until(&mut c, "turn/completed").await;
+    c.recv_until("turn/completed").await;
     let requests = upstream.requests();
     let input = &requests.last().unwrap().body["input"];
     assert_eq!(input.as_array().unwrap().len(), 3, "{input}");

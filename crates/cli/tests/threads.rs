@@ -60,7 +60,7 @@ async fn run_turn(client: &mut Client, id: i64, thread_id: &str, input: &str) ->
         "turn/start",
         json!({"threadId": thread_id, "input": text(input)}),
     );
-    until(client, "turn/completed").await
+    client.recv_until("turn/completed").await
 }
 
 /// Starts tether on `home` with one ws listener and connects an initialized client.
@@ -79,19 +79,6 @@ async fn serve_ws(home: &Path) -> (TetherProcess, Client) {
 
 fn text(text: &str) -> Value {
     json!([{"type": "text", "text": text, "text_elements": []}])
-}
-
-/// Receives until a message with `method` arrives; returns everything received, in order.
-async fn until(client: &mut Client, method: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
-        let message = client.recv().await;
-        let done = message["method"] == method;
-        seen.push(message);
-        if done {
-            return seen;
-        }
-    }
 }
 
 fn methods(messages: &[Value]) -> Vec<String> {
@@ -130,7 +117,7 @@ async fn a_full_turn_over_stdio_streams_every_notification_in_order() {
         "turn/start",
         json!({"threadId": thread_id, "input": text("hi there"), "clientUserMessageId": "c-1"}),
     );
-    let messages = until(&mut client, "turn/completed").await;
+    let messages = client.recv_until("turn/completed").await;
     assert_eq!(
         methods(&messages),
         [
@@ -233,9 +220,9 @@ async fn two_subscribers_see_identical_ordered_streams() {
         "turn/start",
         json!({"threadId": thread_id, "input": text("go")}),
     );
-    let mut seen_by_first = until(&mut first, "turn/completed").await;
+    let mut seen_by_first = first.recv_until("turn/completed").await;
     seen_by_first.remove(0);
-    let seen_by_second = until(&mut second, "turn/completed").await;
+    let seen_by_second = second.recv_until("turn/completed").await;
     let strip = |messages: &[Value]| {
         messages
             .iter()
@@ -272,7 +259,7 @@ async fn resuming_a_running_thread_never_shows_a_live_event_before_the_response(
             json!({"threadId": thread_id, "input": text("stream")}),
         );
         // Let the stream get going, then join from a new connection.
-        until(&mut owner, "item/agentMessage/delta").await;
+        owner.recv_until("item/agentMessage/delta").await;
         let mut joiner = setup.process.ws().await;
         joiner.initialize("joiner", Value::Null).await;
         joiner.request("join", "thread/resume", json!({"threadId": thread_id}));
@@ -289,9 +276,9 @@ async fn resuming_a_running_thread_never_shows_a_live_event_before_the_response(
             last["items"][0]["type"], "userMessage",
             "only completed items"
         );
-        let rest = until(&mut joiner, "turn/completed").await;
+        let rest = joiner.recv_until("turn/completed").await;
         assert!(rest.iter().all(|m| m.get("id").is_none()));
-        until(&mut owner, "turn/completed").await;
+        owner.recv_until("turn/completed").await;
     }
 }
 
@@ -324,13 +311,13 @@ async fn interrupt_mid_stream_ends_the_turn_as_interrupted() {
         )
         .await;
     let turn_id = started["result"]["turn"]["id"].as_str().unwrap().to_owned();
-    until(&mut client, "item/agentMessage/delta").await;
+    client.recv_until("item/agentMessage/delta").await;
     client.request(
         3,
         "turn/interrupt",
         json!({"threadId": thread_id, "turnId": turn_id}),
     );
-    let after = until(&mut client, "turn/completed").await;
+    let after = client.recv_until("turn/completed").await;
     assert_eq!(
         methods(&after),
         ["response", "status:idle", "turn/completed"]
@@ -406,7 +393,7 @@ async fn input_during_a_turn_steers_it() {
         )
         .await;
     let turn_id = started["result"]["turn"]["id"].clone();
-    until(&mut client, "item/agentMessage/delta").await;
+    client.recv_until("item/agentMessage/delta").await;
     let rest = run_turn(&mut client, 3, &thread_id, "two").await;
     assert_eq!(rest[0]["result"]["turn"]["id"], turn_id, "same turn");
     assert!(!methods(&rest).contains(&"turn/started".to_owned()));
@@ -840,8 +827,8 @@ async fn a_tool_call_goes_to_every_subscriber_and_the_first_answer_wins() {
         "turn/start",
         json!({"threadId": thread_id, "input": text("use the tool")}),
     );
-    let to_first = until(&mut first, "item/tool/call").await;
-    let to_second = until(&mut second, "item/tool/call").await;
+    let to_first = first.recv_until("item/tool/call").await;
+    let to_second = second.recv_until("item/tool/call").await;
     let request = to_first.last().unwrap().clone();
     assert_eq!(to_second.last().unwrap(), &request, "same request, same id");
     assert_eq!(request["params"]["tool"], "lookup");
@@ -851,7 +838,7 @@ async fn a_tool_call_goes_to_every_subscriber_and_the_first_answer_wins() {
     assert!(request_id.is_i64());
     // The second client answers first; the first client's later answer is ignored.
     second.send(json!({"id": request_id, "result": {"contentItems": [{"type": "inputText", "text": "42"}], "success": true}}));
-    let rest = until(&mut second, "turn/completed").await;
+    let rest = second.recv_until("turn/completed").await;
     first.send(json!({"id": request_id, "result": {"contentItems": [{"type": "inputText", "text": "late"}], "success": true}}));
     let names = methods(&rest);
     let resolved = names
@@ -887,7 +874,7 @@ async fn a_tool_call_goes_to_every_subscriber_and_the_first_answer_wins() {
         json!({"type": "function_call_output", "call_id": "call_1", "output": "42"})
     );
     assert_eq!(followup["tools"][0]["name"], "lookup");
-    let first_rest = until(&mut first, "turn/completed").await;
+    let first_rest = first.recv_until("turn/completed").await;
     assert_eq!(methods(&first_rest), names);
     first.expect_silence(Duration::from_millis(200)).await;
     assert_eq!(
@@ -916,7 +903,7 @@ async fn a_pending_tool_call_survives_its_clients_disconnect_and_is_replayed_on_
         "turn/start",
         json!({"threadId": thread_id, "input": text("call it")}),
     );
-    let request = until(&mut first, "item/tool/call").await.pop().unwrap();
+    let request = first.recv_until("item/tool/call").await.pop().unwrap();
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut second = setup.process.ws().await;
@@ -938,7 +925,7 @@ async fn a_pending_tool_call_survives_its_clients_disconnect_and_is_replayed_on_
     let replayed = second.recv().await;
     assert_eq!(replayed, request, "the same request, same id");
     second.send(json!({"id": request["id"], "result": {"contentItems": [{"type": "inputText", "text": "ok"}], "success": true}}));
-    let rest = until(&mut second, "turn/completed").await;
+    let rest = second.recv_until("turn/completed").await;
     assert_eq!(
         rest.last().unwrap()["params"]["turn"]["status"],
         "completed"
@@ -964,14 +951,14 @@ async fn interrupt_resolves_a_pending_tool_call() {
         )
         .await;
     let turn_id = started["result"]["turn"]["id"].clone();
-    let request = until(&mut client, "item/tool/call").await.pop().unwrap();
+    let request = client.recv_until("item/tool/call").await.pop().unwrap();
     assert_eq!(client.recv().await["method"], "thread/tokenUsage/updated");
     client.request(
         2,
         "turn/interrupt",
         json!({"threadId": thread_id, "turnId": turn_id}),
     );
-    let rest = until(&mut client, "serverRequest/resolved").await;
+    let rest = client.recv_until("serverRequest/resolved").await;
     assert_eq!(
         methods(&rest),
         [
@@ -1059,7 +1046,7 @@ async fn thread_list_pages_sorts_and_filters() {
         "turn/start",
         json!({"threadId": ids[0], "input": text("needle in a haystack")}),
     );
-    until(&mut client, "turn/completed").await;
+    client.recv_until("turn/completed").await;
     let by_update = client
         .call(
             9,
@@ -1124,7 +1111,7 @@ async fn a_running_turn_keeps_its_thread_loaded_for_a_client_that_comes_back() {
         "turn/start",
         json!({"threadId": thread_id, "input": text("take your time")}),
     );
-    until(&mut client, "item/started").await;
+    client.recv_until("item/started").await;
     drop(client);
     // Longer than the unload delay, shorter than the turn.
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -1137,7 +1124,7 @@ async fn a_running_turn_keeps_its_thread_loaded_for_a_client_that_comes_back() {
         resumed["result"]["thread"]["status"]["type"], "active",
         "{resumed}"
     );
-    let rest = until(&mut back, "turn/completed").await;
+    let rest = back.recv_until("turn/completed").await;
     assert_eq!(
         rest.last().unwrap()["params"]["turn"]["status"],
         "completed"

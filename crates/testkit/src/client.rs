@@ -232,6 +232,19 @@ impl Client {
         response
     }
 
+    /// Receives until a message with `method` arrives; returns everything received, in order.
+    pub async fn recv_until(&mut self, method: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let message = self.recv().await;
+            let done = message["method"] == method;
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    }
+
     /// `thread/start` with `params`; checks that `thread/started` follows for the same thread and
     /// returns its id.
     pub async fn start_thread(&mut self, params: Value) -> String {
