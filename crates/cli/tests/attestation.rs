@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_testkit::{Client, ResponsesServer, Script, TetherProcess, message_response};
+use tether_testkit::{
+    Client, RecordedRequest, ResponsesServer, Script, TetherProcess, message_response,
+};
 
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 const HEADER: &str = "x-oai-attestation";
@@ -176,37 +178,32 @@ async fn the_connection_closing_while_pending_is_status_three() {
 #[tokio::test]
 async fn without_the_capability_or_with_api_key_auth_nobody_is_asked() {
     // Capability off.
-    let (upstream, _home, process) = start(Auth::ChatGpt, false).await;
-    upstream.push(Script::Stream(message_response("r1", &["ok"])));
-    let mut plain = client(&process, false).await;
-    let thread_id = plain.start_thread(json!({})).await;
-    turn(&mut plain, &thread_id);
-    let messages = plain.recv_until("turn/completed").await;
-    assert!(
-        messages
-            .iter()
-            .all(|m| m["method"] != "attestation/generate")
-    );
-    let request = &upstream.requests()[0];
-    assert_eq!(request.header(HEADER), None);
+    let request = turn_without_attestation(Auth::ChatGpt, false).await;
     assert_eq!(request.header("authorization"), Some("Bearer at-secret"));
     assert_eq!(request.header("chatgpt-account-id"), Some("acct-9"));
 
     // API-key auth: never first-party.
-    let (upstream, _home, process) = start(Auth::ApiKey, false).await;
+    let request = turn_without_attestation(Auth::ApiKey, true).await;
+    assert_eq!(request.header("authorization"), Some("Bearer sk-secret"));
+}
+
+/// One turn on a fresh server with `auth`, from a client that declares the capability or not,
+/// in which nobody may be asked to attest; returns the upstream request, which has no header.
+async fn turn_without_attestation(auth: Auth, capable: bool) -> RecordedRequest {
+    let (upstream, _home, process) = start(auth, false).await;
     upstream.push(Script::Stream(message_response("r1", &["ok"])));
-    let mut capable = client(&process, true).await;
-    let thread_id = capable.start_thread(json!({})).await;
-    turn(&mut capable, &thread_id);
-    let messages = capable.recv_until("turn/completed").await;
+    let mut client = client(&process, capable).await;
+    let thread_id = client.start_thread(json!({})).await;
+    turn(&mut client, &thread_id);
+    let messages = client.recv_until("turn/completed").await;
     assert!(
         messages
             .iter()
             .all(|m| m["method"] != "attestation/generate")
     );
-    let request = &upstream.requests()[0];
+    let request = upstream.requests().remove(0);
     assert_eq!(request.header(HEADER), None);
-    assert_eq!(request.header("authorization"), Some("Bearer sk-secret"));
+    request
 }
 
 #[tokio::test]
