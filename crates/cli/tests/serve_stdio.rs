@@ -354,25 +354,23 @@ async fn device_keys_over_stdio_against_a_real_tpm() {
     );
 }
 
-#[tokio::test]
-async fn a_sign_stuck_in_the_tpm_does_not_delay_other_requests() {
-    let tpm = Swtpm::start();
-    let home = tempfile::tempdir().unwrap();
-    let (_process, mut client) = with_tpm(home.path(), &tpm).await;
-    let created = client
-        .call(
-            1,
-            "device/key/create",
-            json!({"accountUserId": "acct", "clientId": "cli"}),
-        )
-        .await;
-    let key_id = created["result"]["keyId"].as_str().unwrap().to_owned();
+/// Creates a key, stops the TPM process, and sends a sign (id 2) that is stuck until `CONT`.
+async fn hold_a_sign_in_the_tpm(client: &mut Client, tpm: &Swtpm) {
+    let key_id = client.create_device_key("acct", "cli").await;
     send_signal(tpm.pid(), "STOP");
     client.request(
         2,
         "device/key/sign",
         json!({"keyId": key_id, "payload": payload("acct", "cli")}),
     );
+}
+
+#[tokio::test]
+async fn a_sign_stuck_in_the_tpm_does_not_delay_other_requests() {
+    let tpm = Swtpm::start();
+    let home = tempfile::tempdir().unwrap();
+    let (_process, mut client) = with_tpm(home.path(), &tpm).await;
+    hold_a_sign_in_the_tpm(&mut client, &tpm).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let quick = client
@@ -398,21 +396,8 @@ async fn sigterm_answers_the_request_in_flight_then_exits_zero() {
     let tpm = Swtpm::start();
     let home = tempfile::tempdir().unwrap();
     let (mut process, mut client) = with_tpm(home.path(), &tpm).await;
-    let created = client
-        .call(
-            1,
-            "device/key/create",
-            json!({"accountUserId": "acct", "clientId": "cli"}),
-        )
-        .await;
-    let key_id = created["result"]["keyId"].as_str().unwrap().to_owned();
     // Hold the sign inside the TPM, then ask the server to stop.
-    send_signal(tpm.pid(), "STOP");
-    client.request(
-        2,
-        "device/key/sign",
-        json!({"keyId": key_id, "payload": payload("acct", "cli")}),
-    );
+    hold_a_sign_in_the_tpm(&mut client, &tpm).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     process.signal("TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -92,14 +92,7 @@ async fn spans_nest_under_their_request_and_the_trace_reaches_the_upstream() {
     }));
     until(&mut client, "turn/completed", "attestation-secret-token").await;
 
-    let created = client
-        .call(
-            3,
-            "device/key/create",
-            json!({"accountUserId": "acct", "clientId": "cli"}),
-        )
-        .await;
-    let key_id = created["result"]["keyId"].as_str().unwrap().to_owned();
+    let key_id = client.create_device_key("acct", "cli").await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

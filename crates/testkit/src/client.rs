@@ -232,6 +232,16 @@ impl Client {
         response
     }
 
+    /// `device/key/create` for the pair; returns the new key's id.
+    pub async fn create_device_key(&mut self, account_user_id: &str, client_id: &str) -> String {
+        let params = json!({"accountUserId": account_user_id, "clientId": client_id});
+        let created = self.call("create", "device/key/create", params).await;
+        created["result"]["keyId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a key id: {created}"))
+            .to_owned()
+    }
+
     /// Receives until a message with `method` arrives; returns everything received, in order.
     pub async fn recv_until(&mut self, method: &str) -> Vec<Value> {
         let mut seen = Vec::new();
