@@ -4,12 +4,11 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use tether_testkit::Swtpm;
+use tether_testkit::{Swtpm, connection_payload, unix_now};
 
 struct Tether<'a> {
     home: &'a Path,
@@ -53,29 +52,6 @@ fn stderr_line(output: &Output) -> String {
     let text = String::from_utf8(output.stderr.clone()).unwrap();
     assert_eq!(text.lines().count(), 1, "one line on stderr: {text:?}");
     text.trim_end().to_owned()
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn connection_payload(account: &str, client: &str) -> Value {
-    json!({
-        "type": "remoteControlClientConnection",
-        "nonce": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "audience": "remote_control_client_websocket",
-        "sessionId": "wssess_cli",
-        "targetOrigin": "https://chatgpt.com",
-        "targetPath": "/api/codex/remote/control/client",
-        "accountUserId": account,
-        "clientId": client,
-        "tokenExpiresAt": now() + 300,
-        "tokenSha256Base64url": "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
-        "scopes": ["remote_control_controller_websocket"],
-    })
 }
 
 #[test]
@@ -311,7 +287,7 @@ fn errors_are_one_line_with_the_rpc_message() {
             ],
             {
                 let mut p = connection_payload("a", "c");
-                p["tokenExpiresAt"] = json!(now() - 10);
+                p["tokenExpiresAt"] = json!(unix_now() - 10);
                 p
             },
             "invalid device key payload: remote-control token is expired",

@@ -2,10 +2,10 @@
 //! the protocol's table, overload, frame limits, device keys against a real swtpm, and shutdown.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_testkit::{Client, Schemas, Swtpm, TetherProcess, send_signal};
+use tether_testkit::{Client, Schemas, Swtpm, TetherProcess, connection_payload, send_signal};
 
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -250,29 +250,6 @@ async fn a_frame_over_the_limit_closes_the_connection_with_a_logged_reason() {
     );
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn payload(account: &str, client: &str) -> Value {
-    json!({
-        "type": "remoteControlClientConnection",
-        "nonce": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "audience": "remote_control_client_websocket",
-        "sessionId": "wssess_stdio",
-        "targetOrigin": "https://chatgpt.com",
-        "targetPath": "/api/codex/remote/control/client",
-        "accountUserId": account,
-        "clientId": client,
-        "tokenExpiresAt": now() + 300,
-        "tokenSha256Base64url": "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
-        "scopes": ["remote_control_controller_websocket"],
-    })
-}
-
 async fn with_tpm(home: &Path, tpm: &Swtpm) -> (TetherProcess, Client) {
     let tcti = tpm.tcti();
     let env = [
@@ -308,7 +285,7 @@ async fn device_keys_over_stdio_against_a_real_tpm() {
         .call(
             3,
             "device/key/sign",
-            json!({"keyId": key_id, "payload": payload("acct", "cli")}),
+            json!({"keyId": key_id, "payload": connection_payload("acct", "cli")}),
         )
         .await;
     assert_eq!(signed["result"]["algorithm"], "ecdsa_p256_sha256");
@@ -326,7 +303,7 @@ async fn device_keys_over_stdio_against_a_real_tpm() {
         .call(
             4,
             "device/key/sign",
-            json!({"keyId": key_id, "payload": payload("other", "cli")}),
+            json!({"keyId": key_id, "payload": connection_payload("other", "cli")}),
         )
         .await;
     assert_eq!(
@@ -361,7 +338,7 @@ async fn hold_a_sign_in_the_tpm(client: &mut Client, tpm: &Swtpm) {
     client.request(
         2,
         "device/key/sign",
-        json!({"keyId": key_id, "payload": payload("acct", "cli")}),
+        json!({"keyId": key_id, "payload": connection_payload("acct", "cli")}),
     );
 }
 

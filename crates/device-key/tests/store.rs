@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -18,6 +17,7 @@ use tether_device_key::{
     DeviceKeyStore, KeyBinding, KeyId, ProtectionClass, ProtectionPolicy, ProviderKey, SignPayload,
     VerifyOptions, verify_signature,
 };
+use tether_testkit::unix_now;
 
 #[derive(Default)]
 struct SoftwareProvider {
@@ -109,13 +109,6 @@ fn store(
     DeviceKeyStore::new(bindings, provider)
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn payload(account: &str, client: &str) -> SignPayload {
     SignPayload::Connection(ConnectionPayload {
         nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
@@ -125,7 +118,7 @@ fn payload(account: &str, client: &str) -> SignPayload {
         target_path: "/api/codex/remote/control/client".into(),
         account_user_id: account.into(),
         client_id: client.into(),
-        token_expires_at: now() + 120,
+        token_expires_at: unix_now() + 120,
         token_sha256_base64url: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
         scopes: vec!["remote_control_controller_websocket".into()],
     })
@@ -183,7 +176,7 @@ async fn sign_checks_key_id_then_payload_then_binding_then_owner() {
 
     let mut expired = payload("acct", "cli");
     if let SignPayload::Connection(p) = &mut expired {
-        p.token_expires_at = now() - 1;
+        p.token_expires_at = unix_now() - 1;
     }
     let unbound = KeyId::generate(ProtectionClass::HardwareTpm).to_string();
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -16,7 +16,7 @@ use tether_device_key::{
 };
 use tether_server::{DeviceKeys, DeviceKeysConfig, Home, open_device_keys};
 use tether_state::{StateDb, StateOptions};
-use tether_testkit::Swtpm;
+use tether_testkit::{Swtpm, unix_now};
 
 struct Fixture {
     tpm: Swtpm,
@@ -62,13 +62,6 @@ impl Fixture {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 const NONCE: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const DIGEST: &str = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
 
@@ -81,7 +74,7 @@ fn connection(account: &str, client: &str, session: &str) -> SignPayload {
         target_path: "/api/codex/remote/control/client".into(),
         account_user_id: account.into(),
         client_id: client.into(),
-        token_expires_at: now() + 300,
+        token_expires_at: unix_now() + 300,
         token_sha256_base64url: DIGEST.into(),
         scopes: vec!["remote_control_controller_websocket".into()],
     })
@@ -97,7 +90,7 @@ fn enrollment(account: &str, client: &str) -> SignPayload {
         account_user_id: account.into(),
         client_id: client.into(),
         device_identity_sha256_base64url: DIGEST.into(),
-        challenge_expires_at: now() + 60,
+        challenge_expires_at: unix_now() + 60,
     })
 }
 

@@ -8,6 +8,7 @@
 pub mod bench;
 mod client;
 mod otlp;
+mod payloads;
 mod process;
 mod schema;
 mod swtpm;
@@ -17,6 +18,7 @@ mod upstream;
 
 pub use client::{Client, Frame};
 pub use otlp::OtlpReceiver;
+pub use payloads::{connection_payload, unix_now};
 pub use process::{TetherProcess, send_signal};
 pub use schema::Schemas;
 pub use swtpm::Swtpm;
