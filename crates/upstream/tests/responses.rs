@@ -43,6 +43,14 @@ async fn collect(stream: &mut ResponseStream) -> (Vec<ResponseEvent>, Option<Ups
     (events, None)
 }
 
+/// The error a request ends with before any stream begins.
+async fn refusal(upstream: &Upstream) -> UpstreamError {
+    match upstream.stream(&json!({}), &NoExtraHeaders).await {
+        Ok(_) => panic!("the request was expected to fail"),
+        Err(err) => err,
+    }
+}
+
 fn expected_events() -> Vec<ResponseEvent> {
     vec![
         ResponseEvent::Created {
@@ -145,11 +153,7 @@ async fn server_errors_are_retried_with_fresh_hook_headers_and_client_errors_are
         400,
         "{\"error\":{\"message\":\"bad model\"}}".into(),
     ));
-    let err = upstream
-        .stream(&json!({}), &NoExtraHeaders)
-        .await
-        .err()
-        .unwrap();
+    let err = refusal(&upstream).await;
     assert_eq!(
         err,
         UpstreamError::Status {
@@ -162,11 +166,7 @@ async fn server_errors_are_retried_with_fresh_hook_headers_and_client_errors_are
     for _ in 0..3 {
         server.push(Script::Status(500, "boom".into()));
     }
-    let err = upstream
-        .stream(&json!({}), &NoExtraHeaders)
-        .await
-        .err()
-        .unwrap();
+    let err = refusal(&upstream).await;
     assert_eq!(
         err,
         UpstreamError::Status {
@@ -230,12 +230,7 @@ async fn an_unreachable_provider_is_a_connect_error() {
         retry_base_delay: Duration::from_millis(1),
         idle_timeout: Duration::from_secs(1),
     };
-    let err = Upstream::new(endpoint)
-        .unwrap()
-        .stream(&json!({}), &NoExtraHeaders)
-        .await
-        .err()
-        .unwrap();
+    let err = refusal(&Upstream::new(endpoint).unwrap()).await;
     assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
     assert!(err.is_retryable());
 }
