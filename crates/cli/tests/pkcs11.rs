@@ -3,7 +3,7 @@
 //! separate `tether` process.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,8 @@ struct Setup<'a> {
     token: Option<&'a IsolatedToken>,
     tpm: Option<&'a Swtpm>,
     allow_software_tpm: bool,
+    /// Extra environment for every command.
+    env: Vec<(&'static str, PathBuf)>,
 }
 
 impl Setup<'_> {
@@ -41,7 +43,13 @@ impl Setup<'_> {
             token,
             tpm,
             allow_software_tpm: true,
+            env: Vec::new(),
         }
+    }
+
+    fn with_env(mut self, name: &'static str, value: PathBuf) -> Self {
+        self.env.push((name, value));
+        self
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
@@ -64,6 +72,7 @@ impl Setup<'_> {
         if let Some(token) = self.token {
             command.env("P11_KIT_SERVER_ADDRESS", token.server_address());
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -256,49 +265,22 @@ fn an_in_process_token_is_refused_unless_allowed() {
         softhsm_module().display(),
         token.pin_file().display()
     );
-    let refused = Setup::new(None, None, &in_process);
-    let output = refused.run(
-        &[
-            "device-key",
-            "create",
-            "--account-user-id",
-            "a",
-            "--client-id",
-            "c",
-            "--protection-policy",
-            "allow_os_protected_nonextractable",
-        ],
-        "",
+    // The token itself works (its configuration is given); only the check refuses it.
+    let refused =
+        Setup::new(None, None, &in_process).with_env("SOFTHSM2_CONF", softhsm_conf.clone());
+    assert_eq!(
+        refused
+            .create("allow_os_protected_nonextractable")
+            .unwrap_err(),
+        UNAVAILABLE
     );
-    assert_eq!(String::from_utf8_lossy(&output.stderr).trim(), UNAVAILABLE);
     let allowed = Setup::new(
         None,
         None,
         &format!("{in_process}allow_in_process_token = true\n"),
-    );
-    let mut command = Command::new(TETHER);
-    command
-        .arg("--home")
-        .arg(allowed.home.path())
-        .args([
-            "device-key",
-            "create",
-            "--account-user-id",
-            "a",
-            "--client-id",
-            "c",
-            "--protection-policy",
-            "allow_os_protected_nonextractable",
-        ])
-        .env("SOFTHSM2_CONF", &softhsm_conf)
-        .env("TETHER_TPM_TCTI", "device:/dev/no-tpm-here");
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    )
+    .with_env("SOFTHSM2_CONF", softhsm_conf);
+    let created = allowed.create("allow_os_protected_nonextractable").unwrap();
     assert_eq!(created["protectionClass"], "os_protected_nonextractable");
 }
 
