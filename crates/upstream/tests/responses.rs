@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
-use tether_testkit::{ResponsesServer, Script, Step, message_response};
+use serde_json::{Value, json};
+use tether_testkit::{RecordedRequest, ResponsesServer, Script, Step, message_response};
 use tether_upstream::{
     Endpoint, HeaderHook, HeadersFuture, NoExtraHeaders, OutputItem, ResponseEvent, ResponseStream,
     Upstream, UpstreamError, Usage,
@@ -87,49 +87,42 @@ fn expected_events() -> Vec<ResponseEvent> {
 
 #[tokio::test]
 async fn streams_a_response_over_http_sse_with_static_and_hook_headers() {
-    let server = ResponsesServer::start().await;
-    server.push(Script::Stream(message_response("r1", &["Hello", " world"])));
-    let upstream = Upstream::new(endpoint(&server, false, 0)).unwrap();
-    let hook = CountingHook::default();
-    let mut stream = upstream
-        .stream(&json!({"model": "m", "input": []}), &hook)
-        .await
-        .unwrap();
-    let (events, error) = collect(&mut stream).await;
-    assert_eq!(error, None);
-    assert_eq!(events, expected_events());
-    let requests = server.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].transport, "http");
-    assert_eq!(requests[0].header("authorization"), Some("Bearer sk-test"));
-    assert_eq!(requests[0].header("x-hook"), Some("call-0"));
+    let request = stream_hello_world(false, json!({"model": "m", "input": []})).await;
+    assert_eq!(request.transport, "http");
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({"model": "m", "input": [], "stream": true})
     );
 }
 
 #[tokio::test]
 async fn streams_the_same_events_over_websocket_with_headers_on_the_handshake() {
+    let body = json!({"model": "m", "input": [], "stream": true});
+    let request = stream_hello_world(true, body).await;
+    assert_eq!(request.transport, "websocket");
+    assert_eq!(
+        request.body,
+        json!({"type": "response.create", "model": "m", "input": []})
+    );
+}
+
+/// Streams one scripted "Hello world" response with `body`; checks the events and that the one
+/// request carried the static and the hook header; returns that request.
+async fn stream_hello_world(websocket: bool, body: Value) -> RecordedRequest {
     let server = ResponsesServer::start().await;
     server.push(Script::Stream(message_response("r1", &["Hello", " world"])));
-    let upstream = Upstream::new(endpoint(&server, true, 0)).unwrap();
+    let upstream = Upstream::new(endpoint(&server, websocket, 0)).unwrap();
     let hook = CountingHook::default();
-    let mut stream = upstream
-        .stream(&json!({"model": "m", "input": [], "stream": true}), &hook)
-        .await
-        .unwrap();
+    let mut stream = upstream.stream(&body, &hook).await.unwrap();
     let (events, error) = collect(&mut stream).await;
     assert_eq!(error, None);
     assert_eq!(events, expected_events());
-    let requests = server.requests();
-    assert_eq!(requests[0].transport, "websocket");
-    assert_eq!(requests[0].header("x-hook"), Some("call-0"));
-    assert_eq!(requests[0].header("authorization"), Some("Bearer sk-test"));
-    assert_eq!(
-        requests[0].body,
-        json!({"type": "response.create", "model": "m", "input": []})
-    );
+    let mut requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let request = requests.remove(0);
+    assert_eq!(request.header("authorization"), Some("Bearer sk-test"));
+    assert_eq!(request.header("x-hook"), Some("call-0"));
+    request
 }
 
 #[tokio::test]
