@@ -1144,7 +1144,12 @@ impl Actor {
             total,
             last,
         };
-        let params = usage.notification(&self.thread.id);
+        // Subscribers hear it before the write, which only matters to a later resume.
+        self.notify_subscribers(
+            "thread/tokenUsage/updated",
+            usage.notification(&self.thread.id),
+        )
+        .await;
         if !self.thread.ephemeral {
             let stored = serde_json::to_string(&usage).expect("token usage serializes");
             let state = &self.threads().state;
@@ -1153,8 +1158,6 @@ impl Actor {
             }
         }
         self.usage = Some(usage);
-        self.notify_subscribers("thread/tokenUsage/updated", params)
-            .await;
     }
 
     /// The usage stored by an earlier run of this thread, if any.
