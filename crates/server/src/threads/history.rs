@@ -62,12 +62,12 @@ impl HistoryLog {
             .append(true)
             .read(true)
             .open(&self.path)?;
+        let length_before = file.metadata()?.len();
         let mut line = serde_json::to_vec(turn)?;
         line.push(b'\n');
-        if !ends_with_newline(&self.path)? {
+        if !ends_with_newline(&file, length_before)? {
             line.insert(0, b'\n');
         }
-        let length_before = file.metadata()?.len();
         let written = file.write_all(&line).and_then(|()| file.sync_data());
         if written.is_err() {
             // Best effort: the write error is the one worth reporting.
@@ -96,16 +96,15 @@ impl HistoryLog {
     }
 }
 
-fn ends_with_newline(path: &Path) -> io::Result<bool> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let mut file = File::open(path)?;
-    let length = file.metadata()?.len();
+/// Whether the `length` bytes of `file` end a line. A positional read, so the append position
+/// is untouched.
+fn ends_with_newline(file: &File, length: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
     if length == 0 {
         return Ok(true);
     }
-    file.seek(SeekFrom::Start(length - 1))?;
     let mut last = [0u8; 1];
-    file.read_exact(&mut last)?;
+    file.read_exact_at(&mut last, length - 1)?;
     Ok(last[0] == b'\n')
 }
 
