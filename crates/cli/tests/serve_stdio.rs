@@ -68,7 +68,7 @@ async fn every_generic_error_has_its_code_and_text() {
     assert_eq!(unknown["error"]["code"], -32600);
     assert_eq!(
         unknown["error"]["message"],
-        "Invalid request: unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/revert`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`"
+        "Invalid request: unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/compact/start`, `thread/revert`, `thread/list`, `thread/loaded/list`, `thread/read`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`"
     );
     client.request(2, "device/key/public", json!({"keyId": "dk_tpm_x"}));
     assert_eq!(
@@ -149,7 +149,7 @@ async fn every_generic_error_has_its_code_and_text() {
             json!({"id": 15, "method": "initialized"}),
             error(
                 -32600,
-                "Invalid request: unknown variant `initialized`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/revert`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`",
+                "Invalid request: unknown variant `initialized`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/compact/start`, `thread/revert`, `thread/list`, `thread/loaded/list`, `thread/read`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`",
                 json!(15),
             ),
         ),

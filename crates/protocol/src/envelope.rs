@@ -224,12 +224,26 @@ impl Outgoing {
         }
     }
 
-    /// A notification stamped with the current time.
-    pub fn notification(method: &str, params: Value) -> Outgoing {
+    /// The notification whose params are `params`, stamped with the current time.
+    pub fn notify<N: crate::Notification>(params: &N) -> Outgoing {
+        Outgoing::notify_at(params, now_ms())
+    }
+
+    /// [`Outgoing::notify`] stamped with `emitted_at_ms`.
+    pub fn notify_at<N: crate::Notification>(params: &N, emitted_at_ms: i64) -> Outgoing {
         Outgoing::Notification {
-            method: method.to_owned(),
-            params,
-            emitted_at_ms: now_ms(),
+            method: N::METHOD.to_owned(),
+            params: serde_json::to_value(params).unwrap_or(Value::Null),
+            emitted_at_ms,
+        }
+    }
+
+    /// The server request `R` with id `id`.
+    pub fn server_request<R: crate::ServerRequest>(id: i64, params: &R::Params) -> Outgoing {
+        Outgoing::Request {
+            method: R::METHOD.to_owned(),
+            id,
+            params: serde_json::to_value(params).unwrap_or(Value::Null),
         }
     }
 

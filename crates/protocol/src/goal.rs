@@ -102,3 +102,36 @@ mod tests {
         );
     }
 }
+
+/// The result of `thread/goal/set`.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct ThreadGoalSetResponse {
+    /// The goal now.
+    pub goal: ThreadGoal,
+}
+
+/// The result of `thread/goal/get`.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct ThreadGoalGetResponse {
+    /// The goal, if the thread has one.
+    pub goal: Option<ThreadGoal>,
+}
+
+/// The result of `thread/goal/clear`.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct ThreadGoalClearResponse {
+    /// False when there was no goal.
+    pub cleared: bool,
+}
+
+/// The result of `thread/revert`.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadRevertResponse {
+    /// The thread after the revert, without turns.
+    pub thread: crate::Thread,
+    /// Not offered: `null`.
+    pub turns_backwards_cursor: Option<String>,
+    /// Not offered: `null`.
+    pub items_backwards_cursor: Option<String>,
+}

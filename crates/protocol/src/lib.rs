@@ -1,31 +1,58 @@
 //! The Codex app-server wire protocol as tether speaks it: the JSON-RPC envelopes (without the
-//! `"jsonrpc"` member), the typed client requests with their params and results, and the error
-//! codes and texts clients match on.
+//! `"jsonrpc"` member), one table per direction (client requests with their params and results,
+//! server notifications, server requests with the answers clients give), and the error codes and
+//! texts clients match on.
 //!
 //! Types and pure encoding/decoding only: no I/O, no connections, no knowledge of how a request
 //! is served. Device-key payloads and results are the device-key crate's own wire types, used here
 //! without its providers.
 
+mod client_asks;
 mod envelope;
 mod goal;
 mod initialize;
+mod notifications;
+mod policy;
 mod requests;
 mod schema;
+mod status;
+mod table;
 mod thread;
 
+pub use client_asks::{
+    AttestationGenerateParams, AttestationGenerateResponse, DynamicToolCallOutputContentItem,
+    DynamicToolCallParams, DynamicToolCallResponse, SERVER_REQUESTS, server_requests,
+};
 pub use envelope::{
     ErrorObject, Incoming, Outgoing, RequestId, error_codes, now_ms, parse_incoming,
 };
-pub use goal::{ThreadGoal, ThreadGoalSetParams, ThreadGoalStatus, ThreadRevertParams};
+pub use goal::{
+    ThreadGoal, ThreadGoalClearResponse, ThreadGoalGetResponse, ThreadGoalSetParams,
+    ThreadGoalSetResponse, ThreadGoalStatus, ThreadRevertParams, ThreadRevertResponse,
+};
 pub use initialize::{ClientInfo, InitializeCapabilities, InitializeParams, InitializeResponse};
+pub use notifications::*;
+pub use policy::{
+    ApprovalsReviewer, AskForApproval, GranularApproval, NetworkAccess, SandboxMode, SandboxPolicy,
+};
 pub use requests::{
-    ClientRequest, DeviceKeyCreateParams, DeviceKeyPublicParams, DeviceKeySignParams,
+    CLIENT_METHODS, ClientRequest, DeviceKeyCreateParams, DeviceKeyPublicParams,
+    DeviceKeySignParams, methods,
 };
 pub use schema::schemas;
+pub use status::{
+    ConnectionStatus, DeviceKeyAvailability, LoadedThreadStatus, TetherStatusParams,
+    TetherStatusResponse,
+};
+pub use table::{
+    Method, MethodSpec, Notification, Route, Serialization, ServerRequest, Transports,
+};
 pub use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};
 pub use thread::{
-    CwdFilter, DynamicToolSpec, ItemsView, SortDirection, Thread, ThreadIdParams, ThreadItem,
-    ThreadListParams, ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey,
-    ThreadStartParams, ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnInterruptParams,
-    TurnStartParams, TurnStatus, UserInput,
+    CodexErrorInfo, CwdFilter, DynamicToolSpec, EmptyResponse, ItemsView, SortDirection, Thread,
+    ThreadIdParams, ThreadItem, ThreadListParams, ThreadListResponse, ThreadLoadedListParams,
+    ThreadLoadedListResponse, ThreadReadParams, ThreadReadResponse, ThreadResumeParams,
+    ThreadSessionResponse, ThreadSortKey, ThreadStartParams, ThreadStatus,
+    ThreadUnsubscribeResponse, ThreadUnsubscribeStatus, TokenUsageBreakdown, Turn, TurnError,
+    TurnInterruptParams, TurnStartParams, TurnStartResponse, TurnStatus, UserInput,
 };

@@ -1,72 +1,58 @@
+//! The client request table: every method a client may call, with its params and result types,
+//! its route and its serialization.
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tether_device_key::{ProtectionPolicy, SignPayload};
+use tether_device_key::{DeviceKeyInfo, DeviceKeySignature, ProtectionPolicy, SignPayload};
 
+use crate::table::{Route, Transports, client_requests};
 use crate::{
-    InitializeParams, ThreadGoalSetParams, ThreadIdParams, ThreadListParams,
-    ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadRevertParams,
-    ThreadStartParams, TurnInterruptParams, TurnStartParams,
+    EmptyResponse, InitializeParams, InitializeResponse, TetherStatusParams, TetherStatusResponse,
+    ThreadGoalClearResponse, ThreadGoalGetResponse, ThreadGoalSetParams, ThreadGoalSetResponse,
+    ThreadIdParams, ThreadListParams, ThreadListResponse, ThreadLoadedListParams,
+    ThreadLoadedListResponse, ThreadReadParams, ThreadReadResponse, ThreadResumeParams,
+    ThreadRevertParams, ThreadRevertResponse, ThreadSessionResponse, ThreadStartParams,
+    ThreadUnsubscribeResponse, TurnInterruptParams, TurnStartParams, TurnStartResponse,
 };
 
-/// Every request a client may send, tagged by method with its params.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "method", content = "params")]
-pub enum ClientRequest {
+client_requests! {
     /// Must come first on every connection.
-    #[serde(rename = "initialize")]
-    Initialize(InitializeParams),
+    Initialize => "initialize" (InitializeParams) -> InitializeResponse, Route::Global, InOrder;
     /// Start a thread.
-    #[serde(rename = "thread/start")]
-    ThreadStart(ThreadStartParams),
+    ThreadStart => "thread/start" (ThreadStartParams) -> ThreadSessionResponse, Route::Global, InOrder;
     /// Load (if needed) and subscribe to a thread.
-    #[serde(rename = "thread/resume")]
-    ThreadResume(ThreadResumeParams),
+    ThreadResume => "thread/resume" (ThreadResumeParams) -> ThreadSessionResponse, Route::Thread, InOrder;
     /// Stop receiving a thread's events.
-    #[serde(rename = "thread/unsubscribe")]
-    ThreadUnsubscribe(ThreadIdParams),
-    /// Read a thread without loading it.
-    #[serde(rename = "thread/read")]
-    ThreadRead(ThreadReadParams),
-    /// List persisted threads.
-    #[serde(rename = "thread/list")]
-    ThreadList(ThreadListParams),
-    /// List loaded thread ids.
-    #[serde(rename = "thread/loaded/list")]
-    ThreadLoadedList(ThreadLoadedListParams),
+    ThreadUnsubscribe => "thread/unsubscribe" (ThreadIdParams) -> ThreadUnsubscribeResponse, Route::Thread, InOrder;
     /// Set or update the thread's goal.
-    #[serde(rename = "thread/goal/set")]
-    ThreadGoalSet(ThreadGoalSetParams),
+    ThreadGoalSet => "thread/goal/set" (ThreadGoalSetParams) -> ThreadGoalSetResponse, Route::Thread, InOrder;
     /// The thread's goal.
-    #[serde(rename = "thread/goal/get")]
-    ThreadGoalGet(ThreadIdParams),
+    ThreadGoalGet => "thread/goal/get" (ThreadIdParams) -> ThreadGoalGetResponse, Route::Thread, InOrder;
     /// Remove the thread's goal.
-    #[serde(rename = "thread/goal/clear")]
-    ThreadGoalClear(ThreadIdParams),
-    /// Cut the durable history before a turn.
-    #[serde(rename = "thread/revert")]
-    ThreadRevert(ThreadRevertParams),
+    ThreadGoalClear => "thread/goal/clear" (ThreadIdParams) -> ThreadGoalClearResponse, Route::Thread, InOrder;
     /// Summarize the history into a compacted item.
-    #[serde(rename = "thread/compact/start")]
-    ThreadCompactStart(ThreadIdParams),
+    ThreadCompactStart => "thread/compact/start" (ThreadIdParams) -> EmptyResponse, Route::Thread, InOrder;
+    /// Cut the durable history before a turn.
+    ThreadRevert => "thread/revert" (ThreadRevertParams) -> ThreadRevertResponse, Route::Thread, InOrder;
+    /// List persisted threads.
+    ThreadList => "thread/list" (ThreadListParams) -> ThreadListResponse, Route::Global, InOrder;
+    /// List loaded thread ids.
+    ThreadLoadedList => "thread/loaded/list" (ThreadLoadedListParams) -> ThreadLoadedListResponse, Route::Global, InOrder;
+    /// Read a thread without loading it.
+    ThreadRead => "thread/read" (ThreadReadParams) -> ThreadReadResponse, Route::Thread, InOrder;
     /// Start a turn (or steer the running one).
-    #[serde(rename = "turn/start")]
-    TurnStart(TurnStartParams),
+    TurnStart => "turn/start" (TurnStartParams) -> TurnStartResponse, Route::Thread, InOrder;
     /// Stop the running turn.
-    #[serde(rename = "turn/interrupt")]
-    TurnInterrupt(TurnInterruptParams),
+    TurnInterrupt => "turn/interrupt" (TurnInterruptParams) -> EmptyResponse, Route::Thread, InOrder;
     /// tether's own introspection for the server's owner (`tether status`).
-    #[serde(rename = "tether/status")]
-    TetherStatus(serde_json::Map<String, Value>),
+    TetherStatus => "tether/status" (TetherStatusParams) -> TetherStatusResponse, Route::Local(Transports::Owner), InOrder;
     /// Create a device key.
-    #[serde(rename = "device/key/create")]
-    DeviceKeyCreate(DeviceKeyCreateParams),
+    DeviceKeyCreate => "device/key/create" (DeviceKeyCreateParams) -> DeviceKeyInfo, Route::Local(Transports::Stdio), Concurrent;
     /// A device key's public half.
-    #[serde(rename = "device/key/public")]
-    DeviceKeyPublic(DeviceKeyPublicParams),
+    DeviceKeyPublic => "device/key/public" (DeviceKeyPublicParams) -> DeviceKeyInfo, Route::Local(Transports::Stdio), Concurrent;
     /// Sign a structured proof with a device key.
-    #[serde(rename = "device/key/sign")]
-    DeviceKeySign(DeviceKeySignParams),
+    DeviceKeySign => "device/key/sign" (DeviceKeySignParams) -> DeviceKeySignature, Route::Local(Transports::Stdio), Concurrent;
 }
 
 impl ClientRequest {
@@ -94,26 +80,17 @@ impl ClientRequest {
 
     /// The wire method name.
     pub fn method(&self) -> &'static str {
-        match self {
-            ClientRequest::Initialize(_) => "initialize",
-            ClientRequest::ThreadStart(_) => "thread/start",
-            ClientRequest::ThreadResume(_) => "thread/resume",
-            ClientRequest::ThreadUnsubscribe(_) => "thread/unsubscribe",
-            ClientRequest::ThreadRead(_) => "thread/read",
-            ClientRequest::ThreadList(_) => "thread/list",
-            ClientRequest::ThreadLoadedList(_) => "thread/loaded/list",
-            ClientRequest::ThreadGoalSet(_) => "thread/goal/set",
-            ClientRequest::ThreadGoalGet(_) => "thread/goal/get",
-            ClientRequest::ThreadGoalClear(_) => "thread/goal/clear",
-            ClientRequest::ThreadRevert(_) => "thread/revert",
-            ClientRequest::ThreadCompactStart(_) => "thread/compact/start",
-            ClientRequest::TurnStart(_) => "turn/start",
-            ClientRequest::TurnInterrupt(_) => "turn/interrupt",
-            ClientRequest::TetherStatus(_) => "tether/status",
-            ClientRequest::DeviceKeyCreate(_) => "device/key/create",
-            ClientRequest::DeviceKeyPublic(_) => "device/key/public",
-            ClientRequest::DeviceKeySign(_) => "device/key/sign",
-        }
+        self.spec().name
+    }
+
+    /// The request as a client sends it, with id `id`.
+    pub fn to_frame(&self, id: i64) -> String {
+        let mut object = match serde_json::to_value(self) {
+            Ok(Value::Object(object)) => object,
+            _ => Map::new(),
+        };
+        object.insert("id".into(), Value::from(id));
+        Value::Object(object).to_string()
     }
 }
 
@@ -161,7 +138,7 @@ mod tests {
     fn decode_errors_use_serde_wording() {
         assert_eq!(
             error("bogus/method", None),
-            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/read`, `thread/list`, `thread/loaded/list`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/revert`, `thread/compact/start`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`"
+            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/compact/start`, `thread/revert`, `thread/list`, `thread/loaded/list`, `thread/read`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`"
         );
         assert_eq!(error("initialize", None), "missing field `params`");
         assert_eq!(

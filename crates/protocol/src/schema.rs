@@ -3,42 +3,29 @@
 
 use schemars::{JsonSchema, schema_for};
 use serde_json::Value;
-use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};
 
-use crate::{
-    ClientRequest, DeviceKeyCreateParams, DeviceKeyPublicParams, DeviceKeySignParams, ErrorObject,
-    InitializeParams, InitializeResponse, RequestId,
-};
+use crate::{ClientRequest, ErrorObject, RequestId};
 
-fn schema<T: JsonSchema>() -> Value {
+pub(crate) fn of<T: JsonSchema>() -> Value {
     serde_json::to_value(schema_for!(T)).expect("schemas serialize")
 }
 
-/// `(relative file name, schema)` for every message type, named like codex's generated files.
-pub fn schemas() -> Vec<(&'static str, Value)> {
-    vec![
-        ("ClientRequest.json", schema::<ClientRequest>()),
-        ("RequestId.json", schema::<RequestId>()),
-        ("JSONRPCErrorError.json", schema::<ErrorObject>()),
-        ("v1/InitializeParams.json", schema::<InitializeParams>()),
-        ("v1/InitializeResponse.json", schema::<InitializeResponse>()),
-        (
-            "v2/DeviceKeyCreateParams.json",
-            schema::<DeviceKeyCreateParams>(),
-        ),
-        ("v2/DeviceKeyCreateResponse.json", schema::<DeviceKeyInfo>()),
-        (
-            "v2/DeviceKeyPublicParams.json",
-            schema::<DeviceKeyPublicParams>(),
-        ),
-        ("v2/DeviceKeyPublicResponse.json", schema::<DeviceKeyInfo>()),
-        (
-            "v2/DeviceKeySignParams.json",
-            schema::<DeviceKeySignParams>(),
-        ),
-        (
-            "v2/DeviceKeySignResponse.json",
-            schema::<DeviceKeySignature>(),
-        ),
-    ]
+/// The folder codex keeps a method's types in: `initialize` is the one v1 method.
+pub(crate) fn version_dir(method: &str) -> &'static str {
+    if method == "initialize" { "v1" } else { "v2" }
+}
+
+/// `(relative file name, schema)` for every message type, named like codex's generated files:
+/// the request union, then each client request's params and response, each notification's
+/// params, each server request's params and answer.
+pub fn schemas() -> Vec<(String, Value)> {
+    let mut schemas = vec![
+        ("ClientRequest.json".to_owned(), of::<ClientRequest>()),
+        ("RequestId.json".to_owned(), of::<RequestId>()),
+        ("JSONRPCErrorError.json".to_owned(), of::<ErrorObject>()),
+    ];
+    schemas.extend(crate::requests::client_request_schemas());
+    schemas.extend(crate::notifications::notification_schemas());
+    schemas.extend(crate::client_asks::server_request_schemas());
+    schemas
 }

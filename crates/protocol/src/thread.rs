@@ -37,6 +37,18 @@ pub struct Thread {
     pub turns: Vec<Turn>,
 }
 
+impl ThreadStatus {
+    /// The wire `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ThreadStatus::NotLoaded => "notLoaded",
+            ThreadStatus::Idle => "idle",
+            ThreadStatus::SystemError => "systemError",
+            ThreadStatus::Active { .. } => "active",
+        }
+    }
+}
+
 /// A loaded thread's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(
@@ -108,10 +120,33 @@ pub struct Turn {
 pub struct TurnError {
     /// Human-readable.
     pub message: String,
-    /// A `CodexErrorInfo`: a string or a single-key object.
-    pub codex_error_info: Option<Value>,
+    /// What kind of failure it was.
+    pub codex_error_info: Option<CodexErrorInfo>,
     /// More detail, if any.
     pub additional_details: Option<String>,
+}
+
+/// The kind of a turn's failure, for clients that react to it (`CodexErrorInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[allow(missing_docs)]
+pub enum CodexErrorInfo {
+    ContextWindowExceeded,
+    UsageLimitExceeded,
+    RateLimitExceeded,
+    InternalServerError,
+    Unauthorized,
+    BadRequest,
+    SandboxError,
+    Other,
+    /// The upstream could not be reached (or answered with `http_status_code`).
+    HttpConnectionFailed {
+        http_status_code: Option<u16>,
+    },
+    /// The stream broke off.
+    ResponseStreamDisconnected {
+        http_status_code: Option<u16>,
+    },
 }
 
 /// An item of a turn.
@@ -148,7 +183,7 @@ pub enum ThreadItem {
         arguments: Value,
         /// `inProgress`, `completed` or `failed`.
         status: String,
-        content_items: Option<Vec<Value>>,
+        content_items: Option<Vec<crate::DynamicToolCallOutputContentItem>>,
         success: Option<bool>,
         duration_ms: Option<i64>,
         started_at_ms: Option<i64>,
@@ -366,3 +401,88 @@ impl std::ops::AddAssign for TokenUsageBreakdown {
         self.reasoning_output_tokens += other.reasoning_output_tokens;
     }
 }
+
+/// The result of `thread/start` and `thread/resume`: the thread and what it runs with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadSessionResponse {
+    /// The thread (with turns on a resume that did not exclude them).
+    pub thread: Thread,
+    /// The model its turns use.
+    pub model: String,
+    /// The provider its turns go to.
+    pub model_provider: String,
+    /// Not used by tether: `null`.
+    pub service_tier: Option<String>,
+    /// The working directory.
+    pub cwd: String,
+    /// Where its instructions came from.
+    pub instruction_sources: Vec<String>,
+    /// When it asks before acting.
+    pub approval_policy: crate::AskForApproval,
+    /// Who reviews approvals.
+    pub approvals_reviewer: crate::ApprovalsReviewer,
+    /// What its commands may do.
+    pub sandbox: crate::SandboxPolicy,
+    /// The reasoning effort, if set.
+    pub reasoning_effort: Option<String>,
+}
+
+/// What `thread/unsubscribe` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ThreadUnsubscribeStatus {
+    /// The thread was not loaded.
+    NotLoaded,
+    /// The connection was not subscribed.
+    NotSubscribed,
+    /// The connection no longer receives the thread's events.
+    Unsubscribed,
+}
+
+/// The result of `thread/unsubscribe`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThreadUnsubscribeResponse {
+    /// What happened.
+    pub status: ThreadUnsubscribeStatus,
+}
+
+/// The result of `thread/read`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThreadReadResponse {
+    /// The thread.
+    pub thread: Thread,
+}
+
+/// The result of `thread/list`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadListResponse {
+    /// One page of threads.
+    pub data: Vec<Thread>,
+    /// The next page, if any.
+    pub next_cursor: Option<String>,
+    /// The previous page: not offered, `null`.
+    pub backwards_cursor: Option<String>,
+}
+
+/// The result of `thread/loaded/list`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadLoadedListResponse {
+    /// Loaded thread ids, in order.
+    pub data: Vec<String>,
+    /// The next page, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// The result of `turn/start`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnStartResponse {
+    /// The new turn (or the running one, when the input steered it).
+    pub turn: Turn,
+}
+
+/// An empty result: `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EmptyResponse {}

@@ -8,14 +8,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tether_protocol::Outgoing;
+use serde_json::Value;
+use tether_protocol::server_requests::AttestationGenerate;
+use tether_protocol::{AttestationGenerateResponse, Outgoing};
 use tether_upstream::{HeaderHook, HeadersFuture};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::Server;
-use crate::server_requests::Answer;
+use crate::server_requests::{Answer, Refusal};
 
 /// The whole budget of one attestation.
 pub const BUDGET: Duration = Duration::from_millis(100);
@@ -86,23 +87,17 @@ impl AttestationHook {
             .server
             .registry
             .lowest_matching(candidates, |session| session.request_attestation)?;
-        let (id, answer) = self.server.requests.register();
+        let (id, answer) = self.server.requests.register([connection.id()]);
         let asked = async {
-            let request = Outgoing::Request {
-                method: "attestation/generate".into(),
-                id,
-                params: json!({}),
-            };
+            let request = Outgoing::server_request::<AttestationGenerate>(id, &Default::default());
             if !connection.send(request).await {
                 return Outcome::Failed;
             }
             tokio::select! {
-                answer = answer => match answer {
-                    Ok(Answer::Result(result)) => match result.get("token").and_then(Value::as_str) {
-                        Some(token) => Outcome::Token(token.to_owned()),
-                        None => Outcome::Malformed,
-                    },
-                    Ok(Answer::Error(_)) => Outcome::Failed,
+                answer = answer => match answer.map(Answer::decode::<AttestationGenerate>) {
+                    Ok(Ok(AttestationGenerateResponse { token })) => Outcome::Token(token),
+                    Ok(Err(Refusal::Malformed(_))) => Outcome::Malformed,
+                    Ok(Err(Refusal::Error(_))) => Outcome::Failed,
                     Err(_) => Outcome::ConnectionClosed,
                 },
                 _ = connection.gone().cancelled() => Outcome::ConnectionClosed,

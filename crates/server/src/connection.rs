@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tether_protocol::{InitializeCapabilities, Outgoing};
+use tether_protocol::{ConnectionStatus, InitializeCapabilities, Outgoing};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
@@ -251,19 +251,19 @@ impl Registry {
     }
 
     /// What `tether/status` shows of every open connection.
-    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+    pub fn snapshot(&self) -> Vec<ConnectionStatus> {
         self.lock()
             .values()
             .map(|c| {
                 let session = c.session();
-                serde_json::json!({
-                    "id": c.id,
-                    "transport": c.origin.as_str(),
-                    "initialized": session.is_some(),
-                    "client": session.map(|s| s.client_name.clone()),
-                    "experimentalApi": session.is_some_and(|s| s.experimental_api),
-                    "requestAttestation": session.is_some_and(|s| s.request_attestation),
-                })
+                ConnectionStatus {
+                    id: c.id,
+                    transport: c.origin.as_str().to_owned(),
+                    initialized: session.is_some(),
+                    client: session.map(|s| s.client_name.clone()),
+                    experimental_api: session.is_some_and(|s| s.experimental_api),
+                    request_attestation: session.is_some_and(|s| s.request_attestation),
+                }
             })
             .collect()
     }

@@ -1,8 +1,17 @@
+//! The device-key store as the server runs it, and the `device/key/*` handlers.
+
 use std::sync::Arc;
 
 use tether_device_key::{DeviceKeyError, DeviceKeyProvider, DeviceKeyStore};
+use tether_protocol::{
+    DeviceKeyCreateParams, DeviceKeyInfo, DeviceKeyPublicParams, DeviceKeySignParams,
+    DeviceKeySignature,
+};
 use tether_state::StateDb;
+use tracing::Instrument as _;
 
+use crate::dispatch::Ctx;
+use crate::error::ServerError;
 use crate::{DeviceKeysConfig, Home};
 
 /// The device-key store as tether runs it: bindings in the state database.
@@ -73,4 +82,38 @@ fn read_pin(config: &DeviceKeysConfig) -> String {
 #[cfg(not(target_os = "linux"))]
 fn platform_provider(_: &Home, _: &DeviceKeysConfig) -> Arc<dyn DeviceKeyProvider> {
     Arc::new(tether_device_key::UnavailableProvider)
+}
+
+/// `device/key/create`.
+pub async fn create(ctx: Ctx, params: DeviceKeyCreateParams) -> Result<DeviceKeyInfo, ServerError> {
+    let keys = &ctx.server.device_keys;
+    let created = keys.create(
+        &params.account_user_id,
+        &params.client_id,
+        params.protection_policy,
+    );
+    Ok(created.instrument(span("device/key/create")).await?)
+}
+
+/// `device/key/public`.
+pub async fn public(ctx: Ctx, params: DeviceKeyPublicParams) -> Result<DeviceKeyInfo, ServerError> {
+    let keys = &ctx.server.device_keys;
+    Ok(keys
+        .get_public(&params.key_id)
+        .instrument(span("device/key/public"))
+        .await?)
+}
+
+/// `device/key/sign`.
+pub async fn sign(
+    ctx: Ctx,
+    params: DeviceKeySignParams,
+) -> Result<DeviceKeySignature, ServerError> {
+    let keys = &ctx.server.device_keys;
+    let signed = keys.sign(&params.key_id, &params.payload);
+    Ok(signed.instrument(span("device/key/sign")).await?)
+}
+
+fn span(method: &'static str) -> tracing::Span {
+    tracing::info_span!("device_key", method)
 }

@@ -1,5 +1,5 @@
 //! The tether app-server: transports (stdio, WebSocket over TCP and over a unix socket), the
-//! connection registry, the per-connection processor that decodes and answers requests, the
+//! connection registry, the per-connection processor and the typed dispatcher that answer requests, the
 //! home directory and configuration, and the device-key wiring that the CLI shares.
 //!
 //! Data flows one way: transport → processor → the component that serves the request; replies
@@ -11,10 +11,13 @@ mod attestation;
 mod config;
 mod connection;
 mod device_keys;
+mod dispatch;
+mod error;
 mod home;
 mod listen;
 mod logging;
 mod processor;
+mod reply;
 mod schema;
 mod serve;
 mod server_requests;

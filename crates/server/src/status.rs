@@ -2,29 +2,42 @@
 //! on stdio and on the unix control socket; the CLI side connects to that socket.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
+use tether_protocol::{
+    ClientInfo, ClientRequest, DeviceKeyAvailability, Incoming, InitializeParams, RequestId,
+    TetherStatusParams, TetherStatusResponse, parse_incoming,
+};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::Server;
+use crate::dispatch::Ctx;
+use crate::error::ServerError;
 
-/// The `tether/status` result.
-pub async fn snapshot(server: &Arc<Server>) -> Value {
+/// `tether/status`: what the server is doing.
+pub async fn handle(
+    ctx: Ctx,
+    _params: TetherStatusParams,
+) -> Result<TetherStatusResponse, ServerError> {
+    let server = &ctx.server;
     let device_keys = match server.device_keys.usable_class().await {
-        Ok(class) => json!({"available": true, "protectionClass": class, "error": null}),
-        Err(error) => {
-            json!({"available": false, "protectionClass": null, "error": error.to_string()})
-        }
+        Ok(class) => DeviceKeyAvailability {
+            available: true,
+            protection_class: Some(class),
+            error: None,
+        },
+        Err(error) => DeviceKeyAvailability {
+            available: false,
+            protection_class: None,
+            error: Some(error.to_string()),
+        },
     };
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptimeSeconds": server.started.elapsed().as_secs(),
-        "connections": server.registry.snapshot(),
-        "threads": server.threads.snapshot(),
-        "pendingServerRequests": server.requests.pending(),
-        "deviceKeys": device_keys,
+    Ok(TetherStatusResponse {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: server.started.elapsed().as_secs(),
+        connections: server.registry.snapshot(),
+        threads: server.threads.snapshot(),
+        pending_server_requests: server.requests.pending(),
+        device_keys,
     })
 }
 
@@ -37,7 +50,7 @@ pub struct StatusError {
 }
 
 /// Asks the server listening on the unix socket `socket` for its status.
-pub async fn query(socket: &Path) -> Result<Value, StatusError> {
+pub async fn query(socket: &Path) -> Result<TetherStatusResponse, StatusError> {
     let fail = |reason: String| StatusError {
         socket: socket.display().to_string(),
         reason,
@@ -48,12 +61,17 @@ pub async fn query(socket: &Path) -> Result<Value, StatusError> {
     let (mut ws, _) = tokio_tungstenite::client_async("ws://localhost/", stream)
         .await
         .map_err(|err| fail(err.to_string()))?;
-    let requests = [
-        json!({"id": 0, "method": "initialize", "params": {"clientInfo": {"name": "tether-status", "version": env!("CARGO_PKG_VERSION")}}}),
-        json!({"id": 1, "method": "tether/status", "params": {}}),
-    ];
-    for request in requests {
-        ws.send(Message::Text(request.to_string().into()))
+    let initialize = ClientRequest::Initialize(InitializeParams {
+        client_info: ClientInfo {
+            name: "tether-status".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            title: None,
+        },
+        capabilities: None,
+    });
+    let status = ClientRequest::TetherStatus(TetherStatusParams {});
+    for frame in [initialize.to_frame(0), status.to_frame(1)] {
+        ws.send(Message::Text(frame.into()))
             .await
             .map_err(|err| fail(err.to_string()))?;
     }
@@ -61,70 +79,65 @@ pub async fn query(socket: &Path) -> Result<Value, StatusError> {
         let Ok(Message::Text(text)) = message else {
             continue;
         };
-        let Ok(message) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        if message["id"] == 1 {
-            let _ = ws.close(None).await;
-            return match message.get("result") {
-                Some(result) => Ok(result.clone()),
-                None => Err(fail(
-                    message["error"]["message"]
-                        .as_str()
-                        .unwrap_or("error")
-                        .to_owned(),
-                )),
-            };
+        match parse_incoming(text.as_bytes()) {
+            Ok(Incoming::Response {
+                id: RequestId::Integer(1),
+                result,
+            }) => {
+                let _ = ws.close(None).await;
+                return serde_json::from_value(result).map_err(|err| fail(err.to_string()));
+            }
+            Ok(Incoming::Error {
+                id: RequestId::Integer(1),
+                error,
+            }) => {
+                let _ = ws.close(None).await;
+                return Err(fail(error.message));
+            }
+            _ => continue,
         }
     }
     Err(fail("the server closed the connection".into()))
 }
 
 /// The status for people.
-pub fn render(status: &Value) -> String {
+pub fn render(status: &TetherStatusResponse) -> String {
     let mut out = format!(
         "tether {} up {}s, {} pending server request(s)\n",
-        status["version"].as_str().unwrap_or("?"),
-        status["uptimeSeconds"],
-        status["pendingServerRequests"],
+        status.version, status.uptime_seconds, status.pending_server_requests,
     );
-    let keys = &status["deviceKeys"];
-    match keys["protectionClass"].as_str() {
-        Some(class) => out.push_str(&format!("device keys: {class}\n")),
+    let keys = &status.device_keys;
+    match keys.protection_class {
+        Some(class) => out.push_str(&format!("device keys: {}\n", class.as_str())),
         None => out.push_str(&format!(
             "device keys: unavailable ({})\n",
-            keys["error"].as_str().unwrap_or("")
+            keys.error.as_deref().unwrap_or("")
         )),
     }
-    let connections = status["connections"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    out.push_str(&format!("connections ({}):\n", connections.len()));
-    for c in &connections {
+    out.push_str(&format!("connections ({}):\n", status.connections.len()));
+    for c in &status.connections {
         let mut capabilities = Vec::new();
-        if c["experimentalApi"] == true {
+        if c.experimental_api {
             capabilities.push("experimentalApi");
         }
-        if c["requestAttestation"] == true {
+        if c.request_attestation {
             capabilities.push("requestAttestation");
         }
         out.push_str(&format!(
             "  #{} {} {} [{}]\n",
-            c["id"],
-            c["transport"].as_str().unwrap_or("?"),
-            c["client"].as_str().unwrap_or("(not initialized)"),
+            c.id,
+            c.transport,
+            c.client.as_deref().unwrap_or("(not initialized)"),
             capabilities.join(", ")
         ));
     }
-    let threads = status["threads"].as_array().cloned().unwrap_or_default();
-    out.push_str(&format!("loaded threads ({}):\n", threads.len()));
-    for t in &threads {
+    out.push_str(&format!("loaded threads ({}):\n", status.threads.len()));
+    for t in &status.threads {
         out.push_str(&format!(
             "  {} {} {} subscriber(s)\n",
-            t["id"].as_str().unwrap_or("?"),
-            t["status"]["type"].as_str().unwrap_or("?"),
-            t["subscribers"]
+            t.id,
+            t.status.type_name(),
+            t.subscribers
         ));
     }
     out

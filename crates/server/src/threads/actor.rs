@@ -8,13 +8,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tether_protocol::server_requests::DynamicToolCall;
 use tether_protocol::{
-    ErrorObject, ItemsView, Outgoing, RequestId, Thread, ThreadGoal, ThreadGoalSetParams,
-    ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus,
-    UserInput, now_ms,
+    AgentMessageDeltaNotification, CodexErrorInfo, DynamicToolCallOutputContentItem,
+    DynamicToolCallParams, DynamicToolCallResponse, EmptyResponse, ErrorNotification,
+    ItemCompletedNotification, ItemStartedNotification, ItemsView, Notification, Outgoing,
+    ReasoningSummaryPartAddedNotification, ReasoningSummaryTextDeltaNotification,
+    ServerRequestResolvedNotification, Thread, ThreadClosedNotification, ThreadGoal,
+    ThreadGoalClearResponse, ThreadGoalClearedNotification, ThreadGoalGetResponse,
+    ThreadGoalSetParams, ThreadGoalSetResponse, ThreadGoalUpdatedNotification, ThreadItem,
+    ThreadReadResponse, ThreadRevertResponse, ThreadStartedNotification, ThreadStatus,
+    ThreadStatusChangedNotification, ThreadTokenUsage, ThreadTokenUsageUpdatedNotification,
+    ThreadUnsubscribeResponse, ThreadUnsubscribeStatus, TokenUsageBreakdown, Turn,
+    TurnCompletedNotification, TurnError, TurnStartParams, TurnStartResponse,
+    TurnStartedNotification, TurnStatus, UserInput, methods, now_ms,
 };
-use tether_upstream::{OutputItem, ResponseEvent, UpstreamError, Usage};
+use tether_upstream::{
+    ContentPart, InputItem, OutputItem, ResponseEvent, ResponsesRequest, Role, Tool, UpstreamError,
+    Usage,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
@@ -26,80 +39,65 @@ use super::sampler::{RoundHeaders, Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
 use crate::attestation::AttestationHook;
-use crate::connection::{Connection, Frame};
-use crate::server_requests::Answer;
+use crate::connection::Frame;
+use crate::error::ServerError;
+use crate::reply::Reply;
+use crate::server_requests::{Answer, Refusal};
 use crate::trace::Trace;
+
+/// Generates [`ThreadRequest`] from one list of the client requests an actor serves: each
+/// variant carries the reply it must send, and `refuse` answers any of them with one error.
+macro_rules! thread_requests {
+    ($($(#[doc = $doc:literal])* $variant:ident($method:ident) { $($field:ident: $ty:ty),* })*) => {
+        /// A client request served by the thread's actor, with the reply it must send.
+        pub enum ThreadRequest {
+            $($(#[doc = $doc])* $variant { reply: Reply<methods::$method>, $($field: $ty),* },)*
+        }
+
+        impl ThreadRequest {
+            /// Answers with `error` instead of serving the request.
+            pub async fn refuse(self, error: ServerError) {
+                match self {
+                    $(ThreadRequest::$variant { reply, .. } => reply.error(error).await,)*
+                }
+            }
+        }
+    };
+}
+
+thread_requests! {
+    /// Answer the `thread/start` that created the thread.
+    Started(ThreadStart) {}
+    /// `thread/resume`; `cold` when this request loaded the thread.
+    Resume(ThreadResume) { exclude_turns: bool, cold: bool }
+    /// `thread/unsubscribe`.
+    Unsubscribe(ThreadUnsubscribe) {}
+    /// `thread/read` of a loaded thread.
+    Read(ThreadRead) { include_turns: bool }
+    /// `turn/start`.
+    TurnStart(TurnStart) { params: TurnStartParams, trace: Trace }
+    /// `turn/interrupt`.
+    Interrupt(TurnInterrupt) { turn_id: String }
+    /// `thread/compact/start`.
+    Compact(ThreadCompactStart) { trace: Trace }
+    /// `thread/goal/set`.
+    GoalSet(ThreadGoalSet) { params: ThreadGoalSetParams }
+    /// `thread/goal/get`.
+    GoalGet(ThreadGoalGet) {}
+    /// `thread/goal/clear`.
+    GoalClear(ThreadGoalClear) {}
+    /// `thread/revert`.
+    Revert(ThreadRevert) { before_turn_id: String }
+}
 
 /// What the actor is asked to do.
 pub enum Command {
-    /// Answer the `thread/start` that created the thread.
-    Started {
-        connection: Arc<Connection>,
-        id: RequestId,
-    },
-    /// `thread/resume`; `cold` when this request loaded the thread.
-    Resume {
-        connection: Arc<Connection>,
-        id: RequestId,
-        exclude_turns: bool,
-        cold: bool,
-    },
-    /// `thread/unsubscribe`.
-    Unsubscribe {
-        connection: Arc<Connection>,
-        id: RequestId,
-    },
-    /// `thread/read` of a loaded thread.
-    Read {
-        connection: Arc<Connection>,
-        id: RequestId,
-        include_turns: bool,
-    },
-    /// `turn/start`.
-    TurnStart {
-        connection: Arc<Connection>,
-        id: RequestId,
-        params: TurnStartParams,
-        trace: Trace,
-    },
-    /// `turn/interrupt`.
-    Interrupt {
-        connection: Arc<Connection>,
-        id: RequestId,
-        turn_id: String,
-    },
+    /// A client request about the thread.
+    Request(ThreadRequest),
     /// A connection closed.
     ConnectionClosed(u64),
     /// An event of the sampling round `generation`.
     Sampled { generation: u64, sampled: Sampled },
-    /// `thread/compact/start`.
-    Compact {
-        connection: Arc<Connection>,
-        id: RequestId,
-        trace: Trace,
-    },
-    /// `thread/goal/set`.
-    GoalSet {
-        connection: Arc<Connection>,
-        id: RequestId,
-        params: ThreadGoalSetParams,
-    },
-    /// `thread/goal/get`.
-    GoalGet {
-        connection: Arc<Connection>,
-        id: RequestId,
-    },
-    /// `thread/goal/clear`.
-    GoalClear {
-        connection: Arc<Connection>,
-        id: RequestId,
-    },
-    /// `thread/revert`.
-    Revert {
-        connection: Arc<Connection>,
-        id: RequestId,
-        before_turn_id: String,
-    },
     /// A client answered the tool call request `request_id`.
     ToolAnswered { request_id: i64, answer: Answer },
 }
@@ -107,7 +105,7 @@ pub enum Command {
 /// A tool call the model made, waiting for a client's answer.
 struct PendingCall {
     request_id: i64,
-    params: Value,
+    params: DynamicToolCallParams,
     item: ThreadItem,
     started: Instant,
 }
@@ -287,123 +285,7 @@ impl Actor {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Started { connection, id } => {
-                self.subscribe(connection.id());
-                let response = self
-                    .threads()
-                    .session_response(&self.thread_object(false), &self.settings);
-                connection.send(Outgoing::response(id, &response)).await;
-                let thread = self.thread_object(false);
-                self.broadcast("thread/started", json!({"thread": thread}))
-                    .await;
-            }
-            Command::Resume {
-                connection,
-                id,
-                exclude_turns,
-                cold,
-            } => {
-                if self.thread.ephemeral {
-                    let error = ErrorObject::invalid_request(format!(
-                        "no rollout found for thread id {}",
-                        self.thread.id
-                    ));
-                    connection.send(Outgoing::Error { id, error }).await;
-                    return;
-                }
-                if cold {
-                    self.broadcast_status().await;
-                }
-                let thread = self.thread_object(!exclude_turns);
-                let response = self.threads().session_response(&thread, &self.settings);
-                connection.send(Outgoing::response(id, &response)).await;
-                if let Some(usage) = &self.usage {
-                    let params = usage.notification(&self.thread.id);
-                    connection
-                        .send(Outgoing::notification("thread/tokenUsage/updated", params))
-                        .await;
-                }
-                if !self.thread.ephemeral {
-                    self.announce_goal().await;
-                }
-                // Requests still waiting are asked again, with the same ids.
-                for call in self
-                    .active
-                    .iter()
-                    .flat_map(|turn| turn.pending_calls.iter())
-                {
-                    connection.send(tool_request(call)).await;
-                }
-                // From here on the connection gets every live event, none before the response.
-                self.subscribe(connection.id());
-            }
-            Command::Unsubscribe { connection, id } => {
-                let status = if self.unsubscribe(connection.id()) {
-                    "unsubscribed"
-                } else {
-                    "notSubscribed"
-                };
-                connection
-                    .send(Outgoing::response(id, &json!({"status": status})))
-                    .await;
-            }
-            Command::Read {
-                connection,
-                id,
-                include_turns,
-            } => {
-                let thread = self.thread_object(include_turns);
-                connection
-                    .send(Outgoing::response(id, &json!({"thread": thread})))
-                    .await;
-            }
-            Command::TurnStart {
-                connection,
-                id,
-                params,
-                trace,
-            } => self.turn_start(connection, id, params, trace).await,
-            Command::Compact {
-                connection,
-                id,
-                trace,
-            } => self.compact(connection, id, trace).await,
-            Command::GoalSet {
-                connection,
-                id,
-                params,
-            } => {
-                let reply = self.goal_set(params).await;
-                self.reply_then(connection, id, reply, Self::announce_goal)
-                    .await;
-            }
-            Command::GoalGet { connection, id } => {
-                let reply = self.goal_refusal().map(|()| json!({"goal": self.goal}));
-                self.reply_then(connection, id, reply, async |_| {}).await;
-            }
-            Command::GoalClear { connection, id } => {
-                let reply = self.goal_clear().await;
-                self.reply_then(connection, id, reply, async |actor: &mut Actor| {
-                    let params = json!({"threadId": actor.thread.id});
-                    actor.broadcast("thread/goal/cleared", params).await;
-                })
-                .await;
-            }
-            Command::Revert {
-                connection,
-                id,
-                before_turn_id,
-            } => {
-                let reply = self.revert(&before_turn_id).await.map(|()| {
-                    json!({"thread": self.thread_object(false), "turnsBackwardsCursor": null, "itemsBackwardsCursor": null})
-                });
-                self.reply_then(connection, id, reply, async |_| {}).await;
-            }
-            Command::Interrupt {
-                connection,
-                id,
-                turn_id,
-            } => self.interrupt(connection, id, turn_id).await,
+            Command::Request(request) => self.serve(request).await,
             Command::ConnectionClosed(connection) => {
                 self.unsubscribe(connection);
             }
@@ -425,32 +307,130 @@ impl Actor {
         }
     }
 
-    /// Sends `reply`; on success then runs `after` (a notification that must follow the
-    /// response). A clear that removed nothing answers `cleared: false` and announces nothing.
-    async fn reply_then(
-        &mut self,
-        connection: Arc<Connection>,
-        id: RequestId,
-        reply: Result<Value, ErrorObject>,
-        after: impl AsyncFnOnce(&mut Actor),
-    ) {
-        match reply {
-            Ok(result) => {
-                let announce = result.get("cleared") != Some(&Value::Bool(false));
-                connection.send(Outgoing::response(id, &result)).await;
-                if announce {
-                    after(self).await;
+    async fn serve(&mut self, request: ThreadRequest) {
+        match request {
+            ThreadRequest::Started { reply } => {
+                let connection = reply.connection().id();
+                self.subscribe(connection);
+                let response = self
+                    .threads()
+                    .session_response(self.thread_object(false), &self.settings);
+                reply.ok(response).await;
+                let thread = self.thread_object(false);
+                self.broadcast(&ThreadStartedNotification { thread }).await;
+            }
+            ThreadRequest::Resume {
+                reply,
+                exclude_turns,
+                cold,
+            } => self.resume(reply, exclude_turns, cold).await,
+            ThreadRequest::Unsubscribe { reply } => {
+                let status = if self.unsubscribe(reply.connection().id()) {
+                    ThreadUnsubscribeStatus::Unsubscribed
+                } else {
+                    ThreadUnsubscribeStatus::NotSubscribed
+                };
+                reply.ok(ThreadUnsubscribeResponse { status }).await;
+            }
+            ThreadRequest::Read {
+                reply,
+                include_turns,
+            } => {
+                let thread = self.thread_object(include_turns);
+                reply.ok(ThreadReadResponse { thread }).await;
+            }
+            ThreadRequest::TurnStart {
+                reply,
+                params,
+                trace,
+            } => self.turn_start(reply, params, trace).await,
+            ThreadRequest::Compact { reply, trace } => self.compact(reply, trace).await,
+            ThreadRequest::GoalSet { reply, params } => match self.goal_set(params).await {
+                Ok(goal) => {
+                    reply.ok(ThreadGoalSetResponse { goal }).await;
+                    self.announce_goal().await;
                 }
+                Err(error) => reply.error(error).await,
+            },
+            ThreadRequest::GoalGet { reply } => {
+                let goal = self.goal.clone();
+                let result = self.goal_refusal().map(|()| ThreadGoalGetResponse { goal });
+                reply.send(result).await;
             }
-            Err(error) => {
-                connection.send(Outgoing::Error { id, error }).await;
+            ThreadRequest::GoalClear { reply } => match self.goal_clear().await {
+                Ok(cleared) => {
+                    reply.ok(ThreadGoalClearResponse { cleared }).await;
+                    // A clear that removed nothing announces nothing.
+                    if cleared {
+                        let thread_id = self.thread.id.clone();
+                        self.broadcast(&ThreadGoalClearedNotification { thread_id })
+                            .await;
+                    }
+                }
+                Err(error) => reply.error(error).await,
+            },
+            ThreadRequest::Revert {
+                reply,
+                before_turn_id,
+            } => {
+                let result = self
+                    .revert(&before_turn_id)
+                    .await
+                    .map(|()| ThreadRevertResponse {
+                        thread: self.thread_object(false),
+                        turns_backwards_cursor: None,
+                        items_backwards_cursor: None,
+                    });
+                reply.send(result).await;
             }
+            ThreadRequest::Interrupt { reply, turn_id } => self.interrupt(reply, turn_id).await,
         }
     }
 
-    fn goal_refusal(&self) -> Result<(), ErrorObject> {
+    async fn resume(
+        &mut self,
+        reply: Reply<methods::ThreadResume>,
+        exclude_turns: bool,
+        cold: bool,
+    ) {
         if self.thread.ephemeral {
-            return Err(ErrorObject::invalid_request(format!(
+            let error =
+                ServerError::invalid(format!("no rollout found for thread id {}", self.thread.id));
+            return reply.error(error).await;
+        }
+        if cold {
+            self.broadcast_status().await;
+        }
+        let connection = Arc::clone(reply.connection());
+        let thread = self.thread_object(!exclude_turns);
+        let response = self.threads().session_response(thread, &self.settings);
+        reply.ok(response).await;
+        if let Some(usage) = &self.usage {
+            let params = usage.notification(&self.thread.id);
+            connection.send(Outgoing::notify(&params)).await;
+        }
+        if !self.thread.ephemeral {
+            self.announce_goal().await;
+        }
+        // Requests still waiting are asked again, with the same ids; the connection may now
+        // answer them.
+        for call in self
+            .active
+            .iter()
+            .flat_map(|turn| turn.pending_calls.iter())
+        {
+            self.server
+                .requests
+                .add_recipient(call.request_id, connection.id());
+            connection.send(tool_request(call)).await;
+        }
+        // From here on the connection gets every live event, none before the response.
+        self.subscribe(connection.id());
+    }
+
+    fn goal_refusal(&self) -> Result<(), ServerError> {
+        if self.thread.ephemeral {
+            return Err(ServerError::invalid(format!(
                 "ephemeral thread does not support goals: {}",
                 self.thread.id
             )));
@@ -458,7 +438,7 @@ impl Actor {
         Ok(())
     }
 
-    async fn goal_set(&mut self, params: ThreadGoalSetParams) -> Result<Value, ErrorObject> {
+    async fn goal_set(&mut self, params: ThreadGoalSetParams) -> Result<ThreadGoal, ServerError> {
         self.goal_refusal()?;
         // The canonical id, whatever spelling of the UUID the client used.
         let params = ThreadGoalSetParams {
@@ -472,19 +452,14 @@ impl Actor {
             self.touch_index().await;
         }
         self.goal = Some(goal.clone());
-        Ok(json!({"goal": goal}))
+        Ok(goal)
     }
 
-    async fn goal_clear(&mut self) -> Result<Value, ErrorObject> {
+    async fn goal_clear(&mut self) -> Result<bool, ServerError> {
         self.goal_refusal()?;
-        let cleared = self
-            .threads()
-            .state
-            .delete_goal(&self.thread.id)
-            .await
-            .map_err(|err| ErrorObject::internal(err.to_string()))?;
+        let cleared = self.threads().state.delete_goal(&self.thread.id).await?;
         self.goal = None;
-        Ok(json!({"cleared": cleared}))
+        Ok(cleared)
     }
 
     /// `thread/goal/updated` for the current goal, not caused by a turn.
@@ -494,14 +469,20 @@ impl Actor {
 
     /// The goal's state as a broadcast: updated (with the turn that changed it) or cleared.
     async fn announce_goal_for(&mut self, turn_id: Option<&str>) {
-        match &self.goal {
+        let thread_id = self.thread.id.clone();
+        match self.goal.clone() {
             Some(goal) => {
-                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "goal": goal});
-                self.broadcast("thread/goal/updated", params).await;
+                let turn_id = turn_id.map(str::to_owned);
+                let params = ThreadGoalUpdatedNotification {
+                    thread_id,
+                    turn_id,
+                    goal,
+                };
+                self.broadcast(&params).await;
             }
             None => {
-                let params = json!({"threadId": self.thread.id});
-                self.broadcast("thread/goal/cleared", params).await;
+                self.broadcast(&ThreadGoalClearedNotification { thread_id })
+                    .await
             }
         }
     }
@@ -509,9 +490,9 @@ impl Actor {
     /// Drops `before_turn_id` and every later turn from the history.
     /// The shorter history is written (and synced, on the blocking pool) before memory changes,
     /// so a failed write leaves both as they were.
-    async fn revert(&mut self, before_turn_id: &str) -> Result<(), ErrorObject> {
+    async fn revert(&mut self, before_turn_id: &str) -> Result<(), ServerError> {
         if self.active.is_some() {
-            return Err(ErrorObject::invalid_request(
+            return Err(ServerError::invalid(
                 "cannot revert while a turn is running",
             ));
         }
@@ -519,16 +500,14 @@ impl Actor {
             .history
             .iter()
             .position(|turn| turn.id == before_turn_id)
-            .ok_or_else(|| {
-                ErrorObject::invalid_request(format!("turn not found: {before_turn_id}"))
-            })?;
+            .ok_or_else(|| ServerError::invalid(format!("turn not found: {before_turn_id}")))?;
         if let Some(log) = self.log.clone() {
             let kept = self.history[..index].to_vec();
-            let path = log.path().display().to_string();
+            let context = format!("cannot rewrite {}", log.path().display());
             tokio::task::spawn_blocking(move || log.rewrite(&kept))
                 .await
-                .map_err(|err| ErrorObject::internal(format!("cannot rewrite {path}: {err}")))?
-                .map_err(|err| ErrorObject::internal(format!("cannot rewrite {path}: {err}")))?;
+                .map_err(|err| ServerError::internal(context.clone(), err))?
+                .map_err(|err| ServerError::internal(context, err))?;
         }
         self.history.truncate(index);
         Ok(())
@@ -557,24 +536,24 @@ impl Actor {
     }
 
     async fn broadcast_status(&self) {
-        let status = self.status.borrow().clone();
-        self.broadcast(
-            "thread/status/changed",
-            json!({"threadId": self.thread.id, "status": status}),
-        )
-        .await;
+        let params = ThreadStatusChangedNotification {
+            thread_id: self.thread.id.clone(),
+            status: self.status.borrow().clone(),
+        };
+        self.broadcast(&params).await;
     }
 
-    async fn broadcast(&self, method: &str, params: Value) {
+    /// `params` to every initialized connection.
+    async fn broadcast(&self, params: &impl Notification) {
         self.server
             .registry
-            .broadcast(Outgoing::notification(method, params))
+            .broadcast(Outgoing::notify(params))
             .await;
     }
 
-    async fn notify_subscribers(&self, method: &str, params: Value) {
-        self.send_to_subscribers(&Outgoing::notification(method, params))
-            .await;
+    /// `params` to the thread's subscribers.
+    async fn notify_subscribers(&self, params: &impl Notification) {
+        self.send_to_subscribers(&Outgoing::notify(params)).await;
     }
 
     /// One serialization, every subscriber.
@@ -587,8 +566,7 @@ impl Actor {
 
     async fn turn_start(
         &mut self,
-        connection: Arc<Connection>,
-        id: RequestId,
+        reply: Reply<methods::TurnStart>,
         params: TurnStartParams,
         trace: Trace,
     ) {
@@ -614,8 +592,10 @@ impl Actor {
         let active = self.active.as_mut().expect("set above");
         let mut response_turn = active.turn.clone();
         response_turn.started_at = None;
-        connection
-            .send(Outgoing::response(id, &json!({"turn": response_turn})))
+        reply
+            .ok(TurnStartResponse {
+                turn: response_turn,
+            })
             .await;
         let turn_id = active.turn.id.clone();
         if !steering {
@@ -635,17 +615,16 @@ impl Actor {
 
     /// `thread/compact/start`: a turn whose one round summarizes the history into a
     /// `contextCompaction` item that later rounds start from.
-    async fn compact(&mut self, connection: Arc<Connection>, id: RequestId, trace: Trace) {
+    async fn compact(&mut self, reply: Reply<methods::ThreadCompactStart>, trace: Trace) {
         if self.active.is_some() {
-            let error = ErrorObject::invalid_request("cannot compact while a turn is running");
-            connection.send(Outgoing::Error { id, error }).await;
-            return;
+            let error = ServerError::invalid("cannot compact while a turn is running");
+            return reply.error(error).await;
         }
         let item_id = uuid::Uuid::now_v7().to_string();
         let active = ActiveTurn::new(Some(item_id.clone()), &trace);
         let turn_id = active.turn.id.clone();
         self.active = Some(active);
-        connection.send(Outgoing::response(id, &json!({}))).await;
+        reply.ok(EmptyResponse {}).await;
         self.announce_turn().await;
         let item = ThreadItem::ContextCompaction {
             id: item_id,
@@ -666,11 +645,11 @@ impl Actor {
             active_flags: vec![],
         })
         .await;
-        self.notify_subscribers(
-            "turn/started",
-            json!({"threadId": self.thread.id, "turn": started}),
-        )
-        .await;
+        let params = TurnStartedNotification {
+            thread_id: self.thread.id.clone(),
+            turn: started,
+        };
+        self.notify_subscribers(&params).await;
     }
 
     /// Starts a sampling round over the history and the running turn, replacing any round in
@@ -678,23 +657,28 @@ impl Actor {
     async fn sample(&mut self) {
         self.generations += 1;
         let generation = self.generations;
-        let input = self.model_input();
-        let tools: Vec<Value> = self
+        let tools = self
             .settings
             .dynamic_tools
             .iter()
-            .map(|tool| json!({"type": "function", "name": tool.name, "description": tool.description, "parameters": tool.input_schema, "strict": false}))
+            .map(|tool| Tool::Function {
+                name: tool.name.clone(),
+                description: tool.description.clone(),
+                parameters: tool.input_schema.clone(),
+                strict: false,
+            })
             .collect();
-        let body = json!({
-            "model": self.settings.model,
-            "instructions": self.settings.base_instructions,
-            "input": input,
-            "tools": tools,
-            "tool_choice": "auto",
-            "parallel_tool_calls": false,
-            "store": false,
-            "stream": true,
-        });
+        let request = ResponsesRequest {
+            model: self.settings.model.clone(),
+            instructions: self.settings.base_instructions.clone(),
+            input: self.model_input(),
+            tools,
+            tool_choice: "auto",
+            parallel_tool_calls: false,
+            store: false,
+            stream: true,
+        };
+        let body = serde_json::to_value(&request).expect("a Responses request serializes");
         let provider = self.threads().providers.get(&self.thread.model_provider);
         let Some(active) = self.active.as_mut() else {
             return;
@@ -749,10 +733,10 @@ impl Actor {
         }
     }
 
-    fn model_input(&self) -> Vec<Value> {
+    fn model_input(&self) -> Vec<InputItem> {
         let mut input = Vec::new();
         if let Some(developer) = &self.settings.developer_instructions {
-            input.push(json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": developer}]}));
+            input.push(InputItem::text(Role::Developer, developer.clone()));
         }
         let history = self.history.iter().flat_map(|turn| turn.items.iter());
         let current = self.active.iter().flat_map(|turn| turn.items.iter());
@@ -773,21 +757,24 @@ impl Actor {
         for item in &items[from..] {
             match item {
                 ThreadItem::UserMessage { content, .. } => {
-                    let parts: Vec<Value> = content
+                    let content = content
                         .iter()
                         .map(|part| match part {
                             UserInput::Text { text, .. } => {
-                                json!({"type": "input_text", "text": text})
+                                ContentPart::InputText { text: text.clone() }
                             }
-                            UserInput::Image { url } => {
-                                json!({"type": "input_image", "image_url": url})
-                            }
+                            UserInput::Image { url } => ContentPart::InputImage {
+                                image_url: url.clone(),
+                            },
                         })
                         .collect();
-                    input.push(json!({"type": "message", "role": "user", "content": parts}));
+                    input.push(InputItem::Message {
+                        role: Role::User,
+                        content,
+                    });
                 }
                 ThreadItem::AgentMessage { text, .. } => {
-                    input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}));
+                    input.push(InputItem::text(Role::Assistant, text.clone()));
                 }
                 ThreadItem::DynamicToolCall {
                     id,
@@ -800,22 +787,29 @@ impl Actor {
                         Value::String(text) => text.clone(),
                         other => other.to_string(),
                     };
-                    input.push(json!({"type": "function_call", "call_id": id, "name": tool, "arguments": arguments}));
-                    input.push(json!({"type": "function_call_output", "call_id": id, "output": tool_output_text(content_items)}));
+                    input.push(InputItem::FunctionCall {
+                        call_id: id.clone(),
+                        name: tool.clone(),
+                        arguments,
+                    });
+                    input.push(InputItem::FunctionCallOutput {
+                        call_id: id.clone(),
+                        output: tool_output_text(content_items),
+                    });
                 }
                 ThreadItem::ContextCompaction {
                     summary: Some(summary),
                     ..
                 } => {
                     let text = format!("Summary of the conversation so far:\n{summary}");
-                    input.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}));
+                    input.push(InputItem::text(Role::User, text));
                 }
                 ThreadItem::ContextCompaction { summary: None, .. }
                 | ThreadItem::Reasoning { .. } => {}
             }
         }
         if self.active.as_ref().is_some_and(|a| a.compaction.is_some()) {
-            input.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": COMPACTION_PROMPT}]}));
+            input.push(InputItem::text(Role::User, COMPACTION_PROMPT));
         }
         input
     }
@@ -837,8 +831,15 @@ impl Actor {
             completed_at_ms: None,
         };
         self.item_started(turn_id, &item).await;
-        let (request_id, answer) = self.server.requests.register();
-        let params = json!({"threadId": self.thread.id, "turnId": turn_id, "callId": call_id, "tool": tool, "arguments": arguments, "namespace": null});
+        let (request_id, answer) = self.server.requests.register(self.subscriber_ids());
+        let params = DynamicToolCallParams {
+            thread_id: self.thread.id.clone(),
+            turn_id: turn_id.to_owned(),
+            call_id,
+            tool,
+            arguments,
+            namespace: None,
+        };
         let call = PendingCall {
             request_id,
             params,
@@ -875,25 +876,21 @@ impl Actor {
         };
         let call = active.pending_calls.remove(index);
         let turn_id = active.turn.id.clone();
-        let params = json!({"threadId": self.thread.id, "requestId": request_id});
-        self.notify_subscribers("serverRequest/resolved", params)
-            .await;
-        let (success, content) = match answer {
-            Answer::Result(result) => match (
-                result.get("success").and_then(Value::as_bool),
-                result.get("contentItems").and_then(Value::as_array),
-            ) {
-                (Some(success), Some(items)) => (success, items.clone()),
-                _ => (
-                    false,
-                    vec![
-                        json!({"type": "inputText", "text": "the client returned a malformed tool result"}),
-                    ],
-                ),
-            },
-            Answer::Error(error) => (
+        self.announce_resolved(request_id).await;
+        let (success, content) = match answer.decode::<DynamicToolCall>() {
+            Ok(DynamicToolCallResponse {
+                content_items,
+                success,
+            }) => (success, content_items),
+            Err(Refusal::Malformed(_)) => (
                 false,
-                vec![json!({"type": "inputText", "text": error.message})],
+                vec![DynamicToolCallOutputContentItem::text(
+                    "the client returned a malformed tool result",
+                )],
+            ),
+            Err(Refusal::Error(error)) => (
+                false,
+                vec![DynamicToolCallOutputContentItem::text(error.message)],
             ),
         };
         let ThreadItem::DynamicToolCall {
@@ -938,23 +935,51 @@ impl Actor {
     async fn resolve(&mut self, calls: Vec<PendingCall>) {
         for call in calls {
             self.server.requests.cancel(call.request_id);
-            let params = json!({"threadId": self.thread.id, "requestId": call.request_id});
-            self.notify_subscribers("serverRequest/resolved", params)
-                .await;
+            self.announce_resolved(call.request_id).await;
         }
+    }
+
+    async fn announce_resolved(&self, request_id: i64) {
+        let params = ServerRequestResolvedNotification {
+            thread_id: self.thread.id.clone(),
+            request_id,
+        };
+        self.notify_subscribers(&params).await;
     }
 
     async fn item_started(&self, turn_id: &str, item: &ThreadItem) {
-        let params = json!({"item": item, "threadId": self.thread.id, "turnId": turn_id, "startedAtMs": now_ms()});
-        self.notify_subscribers("item/started", params).await;
+        let params = ItemStartedNotification {
+            item: item.clone(),
+            thread_id: self.thread.id.clone(),
+            turn_id: turn_id.to_owned(),
+            started_at_ms: now_ms(),
+        };
+        self.notify_subscribers(&params).await;
     }
 
     async fn item_completed(&mut self, turn_id: &str, item: ThreadItem) {
-        let params = json!({"item": item, "threadId": self.thread.id, "turnId": turn_id, "contentTokenCount": null, "completedAtMs": now_ms()});
-        self.notify_subscribers("item/completed", params).await;
+        let params = ItemCompletedNotification {
+            item,
+            thread_id: self.thread.id.clone(),
+            turn_id: turn_id.to_owned(),
+            content_token_count: None,
+            completed_at_ms: now_ms(),
+        };
+        self.notify_subscribers(&params).await;
         if let Some(active) = self.active.as_mut() {
-            active.items.push(item);
+            active.items.push(params.item);
         }
+    }
+
+    /// `error` for the running turn.
+    async fn notify_error(&self, turn_id: &str, error: TurnError, will_retry: bool) {
+        let params = ErrorNotification {
+            error,
+            will_retry,
+            thread_id: self.thread.id.clone(),
+            turn_id: turn_id.to_owned(),
+        };
+        self.notify_subscribers(&params).await;
     }
 
     async fn sampled(&mut self, sampled: Sampled) {
@@ -978,9 +1003,13 @@ impl Actor {
                 {
                     text.push_str(&delta);
                 }
-                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "itemId": item_id, "delta": delta});
-                self.notify_subscribers("item/agentMessage/delta", params)
-                    .await;
+                let params = AgentMessageDeltaNotification {
+                    thread_id: self.thread.id.clone(),
+                    turn_id,
+                    item_id,
+                    delta,
+                };
+                self.notify_subscribers(&params).await;
             }
             Sampled::Event(ResponseEvent::ItemDone(OutputItem::Message { id, text })) => {
                 let streamed = self.active.as_mut().and_then(|a| a.streaming.take());
@@ -1000,18 +1029,27 @@ impl Actor {
                 item_id,
                 summary_index,
             }) => {
-                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "itemId": item_id, "summaryIndex": summary_index});
-                self.notify_subscribers("item/reasoning/summaryPartAdded", params)
-                    .await;
+                let params = ReasoningSummaryPartAddedNotification {
+                    thread_id: self.thread.id.clone(),
+                    turn_id,
+                    item_id,
+                    summary_index,
+                };
+                self.notify_subscribers(&params).await;
             }
             Sampled::Event(ResponseEvent::ReasoningSummaryDelta {
                 item_id,
                 summary_index,
                 delta,
             }) => {
-                let params = json!({"threadId": self.thread.id, "turnId": turn_id, "itemId": item_id, "summaryIndex": summary_index, "delta": delta});
-                self.notify_subscribers("item/reasoning/summaryTextDelta", params)
-                    .await;
+                let params = ReasoningSummaryTextDeltaNotification {
+                    thread_id: self.thread.id.clone(),
+                    turn_id,
+                    item_id,
+                    summary_index,
+                    delta,
+                };
+                self.notify_subscribers(&params).await;
             }
             Sampled::Event(ResponseEvent::ItemDone(OutputItem::Reasoning { id, summary })) => {
                 let started = self
@@ -1060,8 +1098,7 @@ impl Actor {
                 let error = turn_error(&error);
                 self.status.send_replace(ThreadStatus::SystemError);
                 self.broadcast_status().await;
-                let params = json!({"error": error, "willRetry": false, "threadId": self.thread.id, "turnId": turn_id});
-                self.notify_subscribers("error", params).await;
+                self.notify_error(&turn_id, error.clone(), false).await;
                 self.finish(TurnStatus::Failed, Some(error)).await;
             }
         }
@@ -1122,8 +1159,7 @@ impl Actor {
             None => return,
         };
         self.resolve(abandoned).await;
-        let params = json!({"error": turn_error(error), "willRetry": true, "threadId": self.thread.id, "turnId": turn_id});
-        self.notify_subscribers("error", params).await;
+        self.notify_error(turn_id, turn_error(error), true).await;
     }
 
     async fn token_usage(&mut self, turn_id: &str, usage: Usage) {
@@ -1145,11 +1181,8 @@ impl Actor {
             last,
         };
         // Subscribers hear it before the write, which only matters to a later resume.
-        self.notify_subscribers(
-            "thread/tokenUsage/updated",
-            usage.notification(&self.thread.id),
-        )
-        .await;
+        self.notify_subscribers(&usage.notification(&self.thread.id))
+            .await;
         if !self.thread.ephemeral {
             let stored = serde_json::to_string(&usage).expect("token usage serializes");
             let state = &self.threads().state;
@@ -1204,20 +1237,20 @@ impl Actor {
         if let Err(message) = self.record(turn).await {
             let error = TurnError {
                 message,
-                codex_error_info: Some(json!("other")),
+                codex_error_info: Some(CodexErrorInfo::Other),
                 additional_details: None,
             };
-            let params = json!({"error": error, "willRetry": false, "threadId": self.thread.id, "turnId": announced.id});
-            self.notify_subscribers("error", params).await;
+            self.notify_error(&announced.id, error, false).await;
         }
         if status != TurnStatus::Failed {
             self.set_status(ThreadStatus::Idle).await;
         }
-        self.notify_subscribers(
-            "turn/completed",
-            json!({"threadId": self.thread.id, "turn": announced}),
-        )
-        .await;
+        let params = TurnCompletedNotification {
+            thread_id: self.thread.id.clone(),
+            turn: announced,
+        };
+        self.notify_subscribers(&params).await;
+        let announced = params.turn;
         self.resolve(active.pending_calls).await;
         let seconds = active.started.elapsed().as_secs() as i64;
         self.account_goal(&announced.id, active.tokens, seconds)
@@ -1278,17 +1311,19 @@ impl Actor {
         saved
     }
 
-    async fn interrupt(&mut self, connection: Arc<Connection>, id: RequestId, turn_id: String) {
-        if self
-            .active
-            .as_ref()
-            .is_none_or(|active| active.turn.id != turn_id)
-        {
-            let error = ErrorObject::invalid_request("no active turn to interrupt");
-            connection.send(Outgoing::Error { id, error }).await;
-            return;
+    async fn interrupt(&mut self, reply: Reply<methods::TurnInterrupt>, turn_id: String) {
+        let refusal = match &self.active {
+            None => Some("no active turn to interrupt".to_owned()),
+            Some(active) if active.turn.id != turn_id => Some(format!(
+                "expected active turn id {turn_id} but found {}",
+                active.turn.id
+            )),
+            Some(_) => None,
+        };
+        if let Some(message) = refusal {
+            return reply.error(ServerError::Invalid(message)).await;
         }
-        connection.send(Outgoing::response(id, &json!({}))).await;
+        reply.ok(EmptyResponse {}).await;
         self.finish(TurnStatus::Interrupted, None).await;
     }
 
@@ -1304,46 +1339,24 @@ impl Actor {
         // request for this thread gets "closing", after that it loads the thread afresh.
         self.mailbox.close();
         self.status.send_replace(ThreadStatus::NotLoaded);
-        let status = Outgoing::notification(
-            "thread/status/changed",
-            json!({"threadId": self.thread.id, "status": ThreadStatus::NotLoaded}),
-        );
-        let emitted_at = match &status {
-            Outgoing::Notification { emitted_at_ms, .. } => *emitted_at_ms,
-            _ => now_ms(),
+        let thread_id = self.thread.id.clone();
+        let emitted_at = now_ms();
+        let status = ThreadStatusChangedNotification {
+            thread_id: thread_id.clone(),
+            status: ThreadStatus::NotLoaded,
         };
-        self.server.registry.broadcast(status).await;
-        let closed = Outgoing::Notification {
-            method: "thread/closed".into(),
-            params: json!({"threadId": self.thread.id}),
-            emitted_at_ms: emitted_at,
-        };
-        self.server.registry.broadcast(closed).await;
+        let registry = &self.server.registry;
+        registry
+            .broadcast(Outgoing::notify_at(&status, emitted_at))
+            .await;
+        let closed = ThreadClosedNotification { thread_id };
+        registry
+            .broadcast(Outgoing::notify_at(&closed, emitted_at))
+            .await;
         self.threads().forget(&self.thread.id, &self.myself);
-        let closing = format!(
-            "thread {} is closing; retry thread/resume after the thread is closed",
-            self.thread.id
-        );
         while let Some(command) = self.mailbox.recv().await {
-            let reply = async |connection: Arc<Connection>, id| {
-                let error = ErrorObject::invalid_request(closing.clone());
-                connection.send(Outgoing::Error { id, error }).await;
-            };
-            match command {
-                Command::Started { connection, id }
-                | Command::Resume { connection, id, .. }
-                | Command::Unsubscribe { connection, id }
-                | Command::Read { connection, id, .. }
-                | Command::TurnStart { connection, id, .. }
-                | Command::Compact { connection, id, .. }
-                | Command::GoalSet { connection, id, .. }
-                | Command::GoalGet { connection, id }
-                | Command::GoalClear { connection, id }
-                | Command::Revert { connection, id, .. }
-                | Command::Interrupt { connection, id, .. } => reply(connection, id).await,
-                Command::ConnectionClosed(_)
-                | Command::Sampled { .. }
-                | Command::ToolAnswered { .. } => {}
+            if let Command::Request(request) = command {
+                request.refuse(super::closing(&self.thread.id)).await;
             }
         }
         tracing::info!(thread = %self.thread.id, "thread unloaded");
@@ -1358,19 +1371,18 @@ async fn sleep_until(deadline: Option<Deadline>) {
 }
 
 fn tool_request(call: &PendingCall) -> Outgoing {
-    Outgoing::Request {
-        method: "item/tool/call".into(),
-        id: call.request_id,
-        params: call.params.clone(),
-    }
+    Outgoing::server_request::<DynamicToolCall>(call.request_id, &call.params)
 }
 
 /// What the model sees of a tool's answer: its text parts, in order.
-fn tool_output_text(content_items: &Option<Vec<Value>>) -> String {
+fn tool_output_text(content_items: &Option<Vec<DynamicToolCallOutputContentItem>>) -> String {
     content_items
         .iter()
         .flatten()
-        .filter_map(|item| item.get("text").and_then(Value::as_str))
+        .filter_map(|item| match item {
+            DynamicToolCallOutputContentItem::InputText { text } => Some(text.as_str()),
+            _ => None,
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -1413,12 +1425,16 @@ struct RecordedUsage {
 }
 
 impl RecordedUsage {
-    fn notification(&self, thread_id: &str) -> Value {
-        json!({
-            "threadId": thread_id,
-            "turnId": self.turn_id,
-            "tokenUsage": {"total": self.total, "last": self.last, "modelContextWindow": null},
-        })
+    fn notification(&self, thread_id: &str) -> ThreadTokenUsageUpdatedNotification {
+        ThreadTokenUsageUpdatedNotification {
+            thread_id: thread_id.to_owned(),
+            turn_id: self.turn_id.clone(),
+            token_usage: ThreadTokenUsage {
+                total: self.total,
+                last: self.last,
+                model_context_window: None,
+            },
+        }
     }
 }
 
@@ -1441,31 +1457,33 @@ fn reasoning(
 fn turn_error(error: &UpstreamError) -> TurnError {
     let (message, info) = match error {
         UpstreamError::Status { status, body } => match status {
-            401 => (body.clone(), json!("unauthorized")),
-            429 => (body.clone(), json!("rateLimitExceeded")),
+            401 => (body.clone(), CodexErrorInfo::Unauthorized),
+            429 => (body.clone(), CodexErrorInfo::RateLimitExceeded),
             500..=599 => (
                 "We’re currently experiencing high demand, which may cause temporary errors."
                     .to_owned(),
-                json!("internalServerError"),
+                CodexErrorInfo::InternalServerError,
             ),
-            _ => (body.clone(), json!("other")),
+            _ => (body.clone(), CodexErrorInfo::Other),
         },
         UpstreamError::Connect(_) => (
             error.to_string(),
-            json!({"httpConnectionFailed": {"httpStatusCode": null}}),
+            CodexErrorInfo::HttpConnectionFailed {
+                http_status_code: None,
+            },
         ),
-        UpstreamError::Disconnected(_) => (error.to_string(), json!("other")),
+        UpstreamError::Disconnected(_) => (error.to_string(), CodexErrorInfo::Other),
         UpstreamError::Failed { code, message } => {
             let info = match code.as_deref() {
-                Some("context_length_exceeded") => json!("contextWindowExceeded"),
-                Some("insufficient_quota") => json!("usageLimitExceeded"),
-                Some("rate_limit_exceeded") => json!("rateLimitExceeded"),
-                Some("server_error") => json!("internalServerError"),
-                _ => json!("other"),
+                Some("context_length_exceeded") => CodexErrorInfo::ContextWindowExceeded,
+                Some("insufficient_quota") => CodexErrorInfo::UsageLimitExceeded,
+                Some("rate_limit_exceeded") => CodexErrorInfo::RateLimitExceeded,
+                Some("server_error") => CodexErrorInfo::InternalServerError,
+                _ => CodexErrorInfo::Other,
             };
             (message.clone(), info)
         }
-        UpstreamError::Config(message) => (message.clone(), json!("other")),
+        UpstreamError::Config(message) => (message.clone(), CodexErrorInfo::Other),
     };
     TurnError {
         message,

@@ -11,21 +11,25 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tether_protocol::{
-    CwdFilter, DynamicToolSpec, ErrorObject, Outgoing, RequestId, SortDirection, Thread,
-    ThreadListParams, ThreadLoadedListParams, ThreadReadParams, ThreadResumeParams, ThreadSortKey,
-    ThreadStartParams, ThreadStatus, TurnInterruptParams, TurnStartParams, now_ms,
+    ApprovalsReviewer, AskForApproval, CwdFilter, DynamicToolSpec, LoadedThreadStatus,
+    SandboxPolicy, SortDirection, Thread, ThreadGoalSetParams, ThreadIdParams, ThreadListParams,
+    ThreadListResponse, ThreadLoadedListParams, ThreadLoadedListResponse, ThreadReadParams,
+    ThreadReadResponse, ThreadResumeParams, ThreadRevertParams, ThreadSessionResponse,
+    ThreadSortKey, ThreadStartParams, ThreadStatus, ThreadUnsubscribeResponse,
+    ThreadUnsubscribeStatus, TurnInterruptParams, TurnStartParams, methods, now_ms,
 };
 use tether_state::{SortKey, StateDb, ThreadQuery, ThreadRecord};
 use tokio::sync::{mpsc, watch};
 
 use self::actor::Actor;
 pub use self::actor::Command;
+use self::actor::ThreadRequest;
 use self::history::HistoryLog;
 pub use self::providers::Providers;
-use crate::connection::Connection;
-use crate::trace::Trace;
+use crate::dispatch::Ctx;
+use crate::error::ServerError;
+use crate::reply::Reply;
 use crate::{Home, Server};
 
 const MAILBOX: usize = 256;
@@ -59,14 +63,12 @@ pub struct Threads {
     unload_delay: Duration,
 }
 
-type Reply = Result<(), ErrorObject>;
-
-fn invalid(message: String) -> ErrorObject {
-    ErrorObject::invalid_request(message)
+fn invalid(message: String) -> ServerError {
+    ServerError::Invalid(message)
 }
 
 /// A thread id must be a UUID; the error carries the parser's words.
-fn parse_id(id: &str) -> Result<String, ErrorObject> {
+fn parse_id(id: &str) -> Result<String, ServerError> {
     uuid::Uuid::parse_str(id)
         .map(|uuid| uuid.to_string())
         .map_err(|err| invalid(format!("invalid thread id: {err}")))
@@ -143,30 +145,29 @@ impl Threads {
         HistoryLog::new(self.home.threads_dir().join(format!("{id}.jsonl")))
     }
 
-    /// The response body of `thread/start` and `thread/resume`.
-    fn session_response(&self, thread: &Thread, settings: &Settings) -> Value {
-        json!({
-            "thread": thread,
-            "model": settings.model,
-            "modelProvider": thread.model_provider,
-            "serviceTier": null,
-            "cwd": thread.cwd,
-            "instructionSources": [],
-            "approvalPolicy": "never",
-            "approvalsReviewer": "user",
-            "sandbox": {"type": "readOnly", "networkAccess": false},
-            "reasoningEffort": null,
-        })
+    /// The result of `thread/start` and `thread/resume`.
+    fn session_response(&self, thread: Thread, settings: &Settings) -> ThreadSessionResponse {
+        ThreadSessionResponse {
+            model: settings.model.clone(),
+            model_provider: thread.model_provider.clone(),
+            service_tier: None,
+            cwd: thread.cwd.clone(),
+            instruction_sources: Vec::new(),
+            approval_policy: AskForApproval::Never,
+            approvals_reviewer: ApprovalsReviewer::User,
+            sandbox: SandboxPolicy::read_only(),
+            reasoning_effort: None,
+            thread,
+        }
     }
 
-    /// `thread/start`: creates, indexes (unless ephemeral) and loads a thread; its actor answers.
-    pub async fn start(
+    /// Creates, indexes (unless ephemeral) and loads a thread for `thread/start`.
+    async fn create(
         &self,
         server: &Arc<Server>,
-        connection: &Arc<Connection>,
-        id: RequestId,
+        originator: Option<String>,
         params: ThreadStartParams,
-    ) -> Reply {
+    ) -> Result<Handle, ServerError> {
         let provider = params
             .model_provider
             .clone()
@@ -194,7 +195,7 @@ impl Threads {
                 .unwrap_or_else(|| self.providers.default_model.clone()),
             base_instructions: params.base_instructions.clone(),
             developer_instructions: params.developer_instructions.clone(),
-            originator: connection.session().map(|s| s.client_name.clone()),
+            originator,
             dynamic_tools: params.dynamic_tools.clone().unwrap_or_default(),
         };
         let thread = Thread {
@@ -220,6 +221,10 @@ impl Threads {
             turns: Vec::new(),
         };
         if !ephemeral {
+            let metadata = Metadata {
+                thread: thread.clone(),
+                settings: settings.clone(),
+            };
             let record = ThreadRecord {
                 id: thread_id.clone(),
                 created_at: now,
@@ -227,23 +232,14 @@ impl Threads {
                 preview: String::new(),
                 model_provider: provider,
                 cwd,
-                metadata: json!({"thread": thread, "settings": settings}).to_string(),
+                metadata: serde_json::to_string(&metadata)
+                    .map_err(|err| ServerError::internal("cannot encode the thread", err))?,
             };
-            self.state
-                .insert_thread(record)
-                .await
-                .map_err(|err| ErrorObject::internal(err.to_string()))?;
+            self.state.insert_thread(record).await?;
         }
         let handle = self.spawn(server, thread, settings, log, Vec::new());
         self.lock().insert(thread_id, handle.clone());
-        let _ = handle
-            .mailbox
-            .send(Command::Started {
-                connection: Arc::clone(connection),
-                id,
-            })
-            .await;
-        Ok(())
+        Ok(handle)
     }
 
     /// The loaded thread `id`, loading it from the index if needed; `true` when this call loaded it.
@@ -251,16 +247,11 @@ impl Threads {
         &self,
         server: &Arc<Server>,
         id: &str,
-    ) -> Result<Option<(Handle, bool)>, ErrorObject> {
+    ) -> Result<Option<(Handle, bool)>, ServerError> {
         if let Some(handle) = self.handle(id) {
             return Ok(Some((handle, false)));
         }
-        let Some(record) = self
-            .state
-            .thread(id)
-            .await
-            .map_err(|err| ErrorObject::internal(err.to_string()))?
-        else {
+        let Some(record) = self.state.thread(id).await? else {
             return Ok(None);
         };
         let (mut thread, settings) = decode_record(&record)?;
@@ -268,12 +259,11 @@ impl Threads {
         // Read before taking the lock: other threads' lookups must not wait for this file.
         let log = self.log_for(id);
         let reader = log.clone();
+        let path = log.path().display().to_string();
         let history = tokio::task::spawn_blocking(move || reader.read())
             .await
-            .map_err(|err| ErrorObject::internal(err.to_string()))?
-            .map_err(|err| {
-                ErrorObject::internal(format!("cannot read {}: {err}", log.path().display()))
-            })?;
+            .map_err(|err| ServerError::internal(format!("cannot read {path}"), err))?
+            .map_err(|err| ServerError::internal(format!("cannot read {path}"), err))?;
         let mut loaded = self.lock();
         if let Some(handle) = loaded.get(id) {
             return Ok(Some((handle.clone(), false)));
@@ -283,236 +273,30 @@ impl Threads {
         Ok(Some((handle, true)))
     }
 
-    /// `thread/resume`.
-    pub async fn resume(
-        &self,
-        server: &Arc<Server>,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        params: ThreadResumeParams,
-    ) -> Reply {
-        let thread_id = parse_id(&params.thread_id)?;
-        let Some((handle, cold)) = self.load(server, &thread_id).await? else {
-            return Err(invalid(format!(
-                "no rollout found for thread id {thread_id}"
-            )));
-        };
-        let command = Command::Resume {
-            connection: Arc::clone(connection),
-            id,
-            exclude_turns: params.exclude_turns,
-            cold,
-        };
-        self.deliver(&handle, command, &thread_id).await
-    }
-
-    async fn deliver(&self, handle: &Handle, command: Command, thread_id: &str) -> Reply {
-        handle.mailbox.send(command).await.map_err(|_| {
-            invalid(format!(
-                "thread {thread_id} is closing; retry thread/resume after the thread is closed"
-            ))
-        })
-    }
-
-    /// `thread/unsubscribe`.
-    pub async fn unsubscribe(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        thread_id: &str,
-    ) -> Reply {
-        let thread_id = parse_id(thread_id)?;
-        match self.handle(&thread_id) {
-            Some(handle) => {
-                self.deliver(
-                    &handle,
-                    Command::Unsubscribe {
-                        connection: Arc::clone(connection),
-                        id,
-                    },
-                    &thread_id,
-                )
-                .await
-            }
-            None => {
-                connection
-                    .send(Outgoing::response(id, &json!({"status": "notLoaded"})))
-                    .await;
-                Ok(())
-            }
+    /// Hands `request` to the thread's actor; a thread that is closing refuses it.
+    async fn deliver(&self, handle: &Handle, request: ThreadRequest, thread_id: &str) {
+        if let Err(mpsc::error::SendError(Command::Request(request))) =
+            handle.mailbox.send(Command::Request(request)).await
+        {
+            request.refuse(closing(thread_id)).await;
         }
     }
 
-    /// `thread/read`: from the actor when loaded, else from disk without loading.
-    pub async fn read(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        params: ThreadReadParams,
-    ) -> Reply {
-        let thread_id = parse_id(&params.thread_id)?;
-        if let Some(handle) = self.handle(&thread_id) {
-            let command = Command::Read {
-                connection: Arc::clone(connection),
-                id,
-                include_turns: params.include_turns,
-            };
-            return self.deliver(&handle, command, &thread_id).await;
-        }
-        let Some(record) = self
-            .state
-            .thread(&thread_id)
-            .await
-            .map_err(|err| ErrorObject::internal(err.to_string()))?
-        else {
-            return Err(invalid(format!("thread not loaded: {thread_id}")));
-        };
-        let (mut thread, _) = decode_record(&record)?;
-        if params.include_turns {
-            thread.turns = self
-                .log_for(&thread_id)
-                .read()
-                .map_err(|err| ErrorObject::internal(err.to_string()))?;
-        }
-        connection
-            .send(Outgoing::response(id, &json!({"thread": thread})))
-            .await;
-        Ok(())
-    }
-
-    /// `thread/list`.
-    pub async fn list(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        params: ThreadListParams,
-    ) -> Reply {
-        let query = ThreadQuery {
-            sort_key: match params.sort_key {
-                Some(ThreadSortKey::UpdatedAt | ThreadSortKey::RecencyAt) => SortKey::UpdatedAt,
-                _ => SortKey::CreatedAt,
-            },
-            descending: params.sort_direction != Some(SortDirection::Asc),
-            cursor: params.cursor,
-            limit: params
-                .limit
-                .map(|l| l.clamp(1, 1000) as usize)
-                .unwrap_or(DEFAULT_PAGE),
-            model_providers: params.model_providers.unwrap_or_default(),
-            cwds: match params.cwd {
-                Some(CwdFilter::One(cwd)) => vec![cwd],
-                Some(CwdFilter::Many(cwds)) => cwds,
-                None => Vec::new(),
-            },
-            search: params.search_term.filter(|s| !s.is_empty()),
-        };
-        let (records, next) = self
-            .state
-            .list_threads(query)
-            .await
-            .map_err(|err| ErrorObject::internal(err.to_string()))?;
-        let mut data = Vec::with_capacity(records.len());
-        for record in &records {
-            let (mut thread, _) = decode_record(record)?;
-            thread.status = self
-                .handle(&thread.id)
-                .map(|h| h.status.borrow().clone())
-                .unwrap_or(ThreadStatus::NotLoaded);
-            data.push(thread);
-        }
-        connection
-            .send(Outgoing::response(
-                id,
-                &json!({"data": data, "nextCursor": next, "backwardsCursor": null}),
-            ))
-            .await;
-        Ok(())
-    }
-
-    /// `thread/loaded/list`: ids in order, paged by id.
-    pub async fn loaded_list(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        params: ThreadLoadedListParams,
-    ) -> Reply {
-        let mut ids: Vec<String> = self.lock().keys().cloned().collect();
-        ids.sort();
-        if let Some(cursor) = &params.cursor {
-            ids.retain(|id| id > cursor);
-        }
-        let limit = params
-            .limit
-            .filter(|l| *l > 0)
-            .map(|l| l as usize)
-            .unwrap_or(usize::MAX);
-        let next = (ids.len() > limit).then(|| ids[limit - 1].clone());
-        ids.truncate(limit);
-        connection
-            .send(Outgoing::response(
-                id,
-                &json!({"data": ids, "nextCursor": next}),
-            ))
-            .await;
-        Ok(())
-    }
-
-    /// `turn/start`: the thread must be loaded.
-    pub async fn turn_start(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        params: TurnStartParams,
-        trace: Trace,
-    ) -> Reply {
-        let thread_id = params.thread_id.clone();
-        let connection = Arc::clone(connection);
-        self.deliver_to_loaded(
-            &thread_id,
-            Command::TurnStart {
-                connection,
-                id,
-                params,
-                trace,
-            },
-        )
-        .await
-    }
-
-    /// `thread/compact/start`: the thread must be loaded.
-    pub async fn compact(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        thread_id: &str,
-        trace: Trace,
-    ) -> Reply {
-        let connection = Arc::clone(connection);
-        self.deliver_to_loaded(
-            thread_id,
-            Command::Compact {
-                connection,
-                id,
-                trace,
-            },
-        )
-        .await
-    }
-
-    async fn deliver_to_loaded(&self, thread_id: &str, command: Command) -> Reply {
+    /// The loaded thread `thread_id`.
+    fn loaded(&self, thread_id: &str) -> Result<(String, Handle), ServerError> {
         let thread_id = parse_id(thread_id)?;
         let handle = self
             .handle(&thread_id)
             .ok_or_else(|| invalid(format!("thread not found: {thread_id}")))?;
-        self.deliver(&handle, command, &thread_id).await
+        Ok((thread_id, handle))
     }
 
     /// A loaded thread, or a persisted one loaded now; `thread not found` otherwise.
-    async fn loaded(
+    async fn loaded_or_load(
         &self,
         server: &Arc<Server>,
         thread_id: &str,
-    ) -> Result<(String, Handle), ErrorObject> {
+    ) -> Result<(String, Handle), ServerError> {
         let thread_id = parse_id(thread_id)?;
         match self.load(server, &thread_id).await? {
             Some((handle, _)) => Ok((thread_id, handle)),
@@ -520,47 +304,18 @@ impl Threads {
         }
     }
 
-    /// `thread/goal/set`, `thread/goal/get`, `thread/goal/clear` and `thread/revert`: served by
-    /// the thread's actor, so their notifications are ordered with its other events.
-    pub async fn goal_or_revert(
-        &self,
-        server: &Arc<Server>,
-        thread_id: &str,
-        command: impl FnOnce() -> Command,
-    ) -> Reply {
-        let (thread_id, handle) = self.loaded(server, thread_id).await?;
-        self.deliver(&handle, command(), &thread_id).await
-    }
-
-    /// `turn/interrupt`.
-    pub async fn interrupt(
-        &self,
-        connection: &Arc<Connection>,
-        id: RequestId,
-        params: TurnInterruptParams,
-    ) -> Reply {
-        let command = Command::Interrupt {
-            connection: Arc::clone(connection),
-            id,
-            turn_id: params.turn_id,
-        };
-        self.deliver_to_loaded(&params.thread_id, command).await
-    }
-
     /// What `tether/status` shows of every loaded thread, by id.
-    pub fn snapshot(&self) -> Vec<Value> {
-        let mut threads: Vec<Value> = self
+    pub fn snapshot(&self) -> Vec<LoadedThreadStatus> {
+        let mut threads: Vec<LoadedThreadStatus> = self
             .lock()
             .iter()
-            .map(|(id, handle)| {
-                json!({
-                    "id": id,
-                    "status": *handle.status.borrow(),
-                    "subscribers": handle.subscribers.borrow().len(),
-                })
+            .map(|(id, handle)| LoadedThreadStatus {
+                id: id.clone(),
+                status: handle.status.borrow().clone(),
+                subscribers: handle.subscribers.borrow().len(),
             })
             .collect();
-        threads.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        threads.sort_by(|a, b| a.id.cmp(&b.id));
         threads
     }
 
@@ -576,17 +331,278 @@ impl Threads {
     }
 }
 
-fn decode_record(record: &ThreadRecord) -> Result<(Thread, Settings), ErrorObject> {
-    #[derive(serde::Deserialize)]
-    struct Metadata {
-        thread: Thread,
-        settings: Settings,
+fn closing(thread_id: &str) -> ServerError {
+    invalid(format!(
+        "thread {thread_id} is closing; retry thread/resume after the thread is closed"
+    ))
+}
+
+/// Sends `request(reply)` to the thread `found` names, or answers with `found`'s error.
+async fn route<M: tether_protocol::Method>(
+    threads: &Threads,
+    found: Result<(String, Handle), ServerError>,
+    reply: Reply<M>,
+    request: impl FnOnce(Reply<M>) -> ThreadRequest,
+) {
+    match found {
+        Ok((thread_id, handle)) => threads.deliver(&handle, request(reply), &thread_id).await,
+        Err(error) => reply.error(error).await,
     }
+}
+
+/// `thread/start`: the new thread's actor answers.
+pub async fn start(ctx: Ctx, params: ThreadStartParams, reply: Reply<methods::ThreadStart>) {
+    let threads = &ctx.server.threads;
+    let originator = ctx.connection.session().map(|s| s.client_name.clone());
+    match threads.create(&ctx.server, originator, params).await {
+        Ok(handle) => {
+            let _ = handle
+                .mailbox
+                .send(Command::Request(ThreadRequest::Started { reply }))
+                .await;
+        }
+        Err(error) => reply.error(error).await,
+    }
+}
+
+/// `thread/resume`.
+pub async fn resume(ctx: Ctx, params: ThreadResumeParams, reply: Reply<methods::ThreadResume>) {
+    let threads = &ctx.server.threads;
+    let found = match parse_id(&params.thread_id) {
+        Ok(thread_id) => match threads.load(&ctx.server, &thread_id).await {
+            Ok(Some((handle, cold))) => Ok((thread_id, handle, cold)),
+            Ok(None) => Err(invalid(format!(
+                "no rollout found for thread id {thread_id}"
+            ))),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    match found {
+        Ok((thread_id, handle, cold)) => {
+            let request = ThreadRequest::Resume {
+                reply,
+                exclude_turns: params.exclude_turns,
+                cold,
+            };
+            threads.deliver(&handle, request, &thread_id).await
+        }
+        Err(error) => reply.error(error).await,
+    }
+}
+
+/// `thread/unsubscribe`.
+pub async fn unsubscribe(
+    ctx: Ctx,
+    params: ThreadIdParams,
+    reply: Reply<methods::ThreadUnsubscribe>,
+) {
+    let threads = &ctx.server.threads;
+    let thread_id = match parse_id(&params.thread_id) {
+        Ok(thread_id) => thread_id,
+        Err(error) => return reply.error(error).await,
+    };
+    match threads.handle(&thread_id) {
+        Some(handle) => {
+            let request = ThreadRequest::Unsubscribe { reply };
+            threads.deliver(&handle, request, &thread_id).await
+        }
+        None => {
+            let status = ThreadUnsubscribeStatus::NotLoaded;
+            reply.ok(ThreadUnsubscribeResponse { status }).await
+        }
+    }
+}
+
+/// `thread/read`: from the actor when loaded, else from disk without loading.
+pub async fn read(ctx: Ctx, params: ThreadReadParams, reply: Reply<methods::ThreadRead>) {
+    let threads = &ctx.server.threads;
+    let thread_id = match parse_id(&params.thread_id) {
+        Ok(thread_id) => thread_id,
+        Err(error) => return reply.error(error).await,
+    };
+    if let Some(handle) = threads.handle(&thread_id) {
+        let request = ThreadRequest::Read {
+            reply,
+            include_turns: params.include_turns,
+        };
+        return threads.deliver(&handle, request, &thread_id).await;
+    }
+    let unloaded = async {
+        let Some(record) = threads.state.thread(&thread_id).await? else {
+            return Err(invalid(format!("thread not loaded: {thread_id}")));
+        };
+        let (mut thread, _) = decode_record(&record)?;
+        if params.include_turns {
+            thread.turns = threads
+                .log_for(&thread_id)
+                .read()
+                .map_err(|err| ServerError::internal("cannot read the thread history", err))?;
+        }
+        Ok(ThreadReadResponse { thread })
+    };
+    reply.send(unloaded.await).await
+}
+
+/// `thread/list`.
+pub async fn list(ctx: Ctx, params: ThreadListParams) -> Result<ThreadListResponse, ServerError> {
+    let threads = &ctx.server.threads;
+    let query = ThreadQuery {
+        sort_key: match params.sort_key {
+            Some(ThreadSortKey::UpdatedAt | ThreadSortKey::RecencyAt) => SortKey::UpdatedAt,
+            _ => SortKey::CreatedAt,
+        },
+        descending: params.sort_direction != Some(SortDirection::Asc),
+        cursor: params.cursor,
+        limit: params
+            .limit
+            .map(|l| l.clamp(1, 1000) as usize)
+            .unwrap_or(DEFAULT_PAGE),
+        model_providers: params.model_providers.unwrap_or_default(),
+        cwds: match params.cwd {
+            Some(CwdFilter::One(cwd)) => vec![cwd],
+            Some(CwdFilter::Many(cwds)) => cwds,
+            None => Vec::new(),
+        },
+        search: params.search_term.filter(|s| !s.is_empty()),
+    };
+    let (records, next) = threads.state.list_threads(query).await?;
+    let mut data = Vec::with_capacity(records.len());
+    for record in &records {
+        let (mut thread, _) = decode_record(record)?;
+        thread.status = threads
+            .handle(&thread.id)
+            .map(|h| h.status.borrow().clone())
+            .unwrap_or(ThreadStatus::NotLoaded);
+        data.push(thread);
+    }
+    Ok(ThreadListResponse {
+        data,
+        next_cursor: next,
+        backwards_cursor: None,
+    })
+}
+
+/// `thread/loaded/list`: ids in order, paged by id.
+pub async fn loaded_list(
+    ctx: Ctx,
+    params: ThreadLoadedListParams,
+) -> Result<ThreadLoadedListResponse, ServerError> {
+    let mut ids: Vec<String> = ctx.server.threads.lock().keys().cloned().collect();
+    ids.sort();
+    if let Some(cursor) = &params.cursor {
+        ids.retain(|id| id > cursor);
+    }
+    let limit = params
+        .limit
+        .filter(|l| *l > 0)
+        .map(|l| l as usize)
+        .unwrap_or(usize::MAX);
+    let next = (ids.len() > limit).then(|| ids[limit - 1].clone());
+    ids.truncate(limit);
+    Ok(ThreadLoadedListResponse {
+        data: ids,
+        next_cursor: next,
+    })
+}
+
+/// `turn/start`: the thread must be loaded.
+pub async fn turn_start(ctx: Ctx, params: TurnStartParams, reply: Reply<methods::TurnStart>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded(&params.thread_id);
+    let trace = ctx.trace.clone();
+    route(threads, found, reply, |reply| ThreadRequest::TurnStart {
+        reply,
+        params,
+        trace,
+    })
+    .await
+}
+
+/// `thread/compact/start`: the thread must be loaded.
+pub async fn compact(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadCompactStart>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded(&params.thread_id);
+    let trace = ctx.trace.clone();
+    route(threads, found, reply, |reply| ThreadRequest::Compact {
+        reply,
+        trace,
+    })
+    .await
+}
+
+/// `turn/interrupt`.
+pub async fn interrupt(
+    ctx: Ctx,
+    params: TurnInterruptParams,
+    reply: Reply<methods::TurnInterrupt>,
+) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded(&params.thread_id);
+    let turn_id = params.turn_id;
+    route(threads, found, reply, |reply| ThreadRequest::Interrupt {
+        reply,
+        turn_id,
+    })
+    .await
+}
+
+// Goals and revert are served by the thread's actor (loading the thread if needed), so their
+// notifications are ordered with its other events.
+
+/// `thread/goal/set`.
+pub async fn goal_set(ctx: Ctx, params: ThreadGoalSetParams, reply: Reply<methods::ThreadGoalSet>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    route(threads, found, reply, |reply| ThreadRequest::GoalSet {
+        reply,
+        params,
+    })
+    .await
+}
+
+/// `thread/goal/get`.
+pub async fn goal_get(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadGoalGet>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    route(threads, found, reply, |reply| ThreadRequest::GoalGet {
+        reply,
+    })
+    .await
+}
+
+/// `thread/goal/clear`.
+pub async fn goal_clear(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadGoalClear>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    route(threads, found, reply, |reply| ThreadRequest::GoalClear {
+        reply,
+    })
+    .await
+}
+
+/// `thread/revert`.
+pub async fn revert(ctx: Ctx, params: ThreadRevertParams, reply: Reply<methods::ThreadRevert>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    let before_turn_id = params.before_turn_id;
+    route(threads, found, reply, |reply| ThreadRequest::Revert {
+        reply,
+        before_turn_id,
+    })
+    .await
+}
+
+/// What the index stores of a thread beyond its columns.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Metadata {
+    thread: Thread,
+    settings: Settings,
+}
+
+fn decode_record(record: &ThreadRecord) -> Result<(Thread, Settings), ServerError> {
     let metadata: Metadata = serde_json::from_str(&record.metadata).map_err(|err| {
-        ErrorObject::internal(format!(
-            "thread {} has unreadable metadata: {err}",
-            record.id
-        ))
+        ServerError::internal(format!("thread {} has unreadable metadata", record.id), err)
     })?;
     let mut thread = metadata.thread;
     thread.preview = record.preview.clone();
