@@ -345,3 +345,27 @@ async fn twenty_threads_attest_at_once_through_one_client() {
         assert!(header.starts_with(r#"{"v":1,"s":0,"t":"t"#), "{header}");
     }
 }
+
+/// Another local client, initialized or not, answers the attestation request meant for the
+/// thread's client: its token never reaches the upstream.
+#[tokio::test]
+async fn only_the_asked_client_can_answer_an_attestation() {
+    let (upstream, _home, process) = start(Auth::ChatGpt, false).await;
+    upstream.push(Script::Stream(message_response("r1", &["ok"])));
+    let mut owner = client(&process, true).await;
+    let mut intruder = process.ws().await;
+    intruder
+        .initialize("intruder", json!({"requestAttestation": true}))
+        .await;
+    let mut stranger = process.ws().await;
+    let thread_id = owner.start_thread(json!({})).await;
+    turn(&mut owner, &thread_id);
+    let request = next_with(&mut owner, "attestation/generate").await;
+    let spoof = |token: &str| json!({"id": request["id"], "result": {"token": token}});
+    stranger.send(spoof("v1.spoofed-by-stranger"));
+    intruder.send(spoof("v1.spoofed-by-intruder"));
+    // The owner never answers: with the spoofs ignored, the request times out.
+    let header = header_after(&upstream, 1).await;
+    assert_eq!(header.as_deref(), Some(r#"{"v":1,"s":1}"#));
+    next_with(&mut owner, "turn/completed").await;
+}

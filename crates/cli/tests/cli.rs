@@ -2,7 +2,7 @@
 //! swtpm and a real home directory.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
@@ -343,4 +343,53 @@ fn a_corrupt_state_database_is_named_not_replaced() {
         std::fs::read(&db).unwrap() == vec![0xAB; 4096],
         "the file was left as it was"
     );
+}
+
+/// `tether schema` writes the params and result of every client request in the protocol table,
+/// the params of every notification and the params and answer of every server request, each a
+/// valid JSON Schema.
+#[test]
+fn schema_covers_every_method_in_the_tables() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["schema", "--out"])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for spec in tether_protocol::CLIENT_METHODS {
+        let dir = if spec.name == "initialize" {
+            "v1"
+        } else {
+            "v2"
+        };
+        for part in ["Params", "Response"] {
+            let path = out.path().join(format!("{dir}/{}{part}.json", spec.stem));
+            let schema: Value = serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .unwrap_or_else(|err| panic!("{} ({}): {err}", path.display(), spec.name)),
+            )
+            .unwrap();
+            assert!(schema.is_object(), "{}", path.display());
+        }
+    }
+    let files = walk(out.path());
+    let expected = 3
+        + 2 * tether_protocol::CLIENT_METHODS.len()
+        + tether_protocol::SERVER_NOTIFICATIONS.len()
+        + 2 * tether_protocol::SERVER_REQUESTS.len();
+    assert_eq!(files.len(), expected, "{files:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -1130,3 +1130,59 @@ async fn a_running_turn_keeps_its_thread_loaded_for_a_client_that_comes_back() {
         "completed"
     );
 }
+
+/// An intruder on another connection (initialized or not) answers a tool call it was never
+/// sent: the answer is ignored and does not consume the request, so the subscriber's own answer
+/// is the one the model gets.
+#[tokio::test]
+async fn only_a_tool_calls_recipients_can_answer_it() {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    setup
+        .upstream
+        .push(Script::Stream(tool_call_response("r1", "call_1")));
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r2", &["done"])));
+    let mut owner = setup.process.ws().await;
+    owner
+        .initialize("owner", json!({"experimentalApi": true}))
+        .await;
+    let mut intruder = setup.process.ws().await;
+    intruder.initialize("intruder", Value::Null).await;
+    let mut stranger = setup.process.ws().await;
+    let thread_id = start_tool_thread(&mut owner).await;
+    owner.request(
+        1,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("use the tool")}),
+    );
+    let request = owner.recv_until("item/tool/call").await.pop().unwrap();
+    let spoof = json!({"id": request["id"], "result": {"contentItems": [{"type": "inputText", "text": "spoofed"}], "success": true}});
+    // Each intruder's next request is answered after its spoof was processed (one connection's
+    // messages are handled in order), so both spoofs are in before the owner answers.
+    stranger.send(spoof.clone());
+    let refused = stranger.call(2, "thread/loaded/list", json!({})).await;
+    assert_eq!(refused["error"]["message"], "Not initialized");
+    intruder.send(spoof);
+    // The intruder also hears the thread's broadcasts; skip them up to its own answer.
+    intruder.request(3, "thread/loaded/list", json!({}));
+    while intruder.recv().await["id"] != 3 {}
+    owner.send(json!({"id": request["id"], "result": {"contentItems": [{"type": "inputText", "text": "genuine"}], "success": true}}));
+    let rest = owner.recv_until("turn/completed").await;
+    let tool_item = rest
+        .iter()
+        .find(|m| {
+            m["method"] == "item/completed" && m["params"]["item"]["type"] == "dynamicToolCall"
+        })
+        .expect("the tool call completes");
+    assert_eq!(
+        tool_item["params"]["item"]["contentItems"],
+        json!([{"type": "inputText", "text": "genuine"}])
+    );
+    let followup = &setup.upstream.requests()[1].body;
+    assert_eq!(followup["input"][2]["output"], "genuine");
+    assert!(
+        !setup.process.stderr().contains("spoofed"),
+        "an ignored answer is never logged"
+    );
+}

@@ -138,7 +138,14 @@ mod tests {
     fn decode_errors_use_serde_wording() {
         assert_eq!(
             error("bogus/method", None),
-            "unknown variant `bogus/method`, expected one of `initialize`, `thread/start`, `thread/resume`, `thread/unsubscribe`, `thread/goal/set`, `thread/goal/get`, `thread/goal/clear`, `thread/compact/start`, `thread/revert`, `thread/list`, `thread/loaded/list`, `thread/read`, `turn/start`, `turn/interrupt`, `tether/status`, `device/key/create`, `device/key/public`, `device/key/sign`"
+            format!(
+                "unknown variant `bogus/method`, expected one of {}",
+                CLIENT_METHODS
+                    .iter()
+                    .map(|spec| format!("`{}`", spec.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         );
         assert_eq!(error("initialize", None), "missing field `params`");
         assert_eq!(
@@ -155,6 +162,39 @@ mod tests {
                 Some(json!({"accountUserId": "a", "clientId": "c", "protectionPolicy": "bogus"}))
             ),
             "unknown variant `bogus`, expected `hardware_only` or `allow_os_protected_nonextractable`"
+        );
+    }
+
+    /// The methods codex also has come in codex's order, so the `unknown variant` list reads as
+    /// codex's does; tether's own methods come last.
+    #[test]
+    fn the_table_follows_codex_order() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testkit/fixtures/codex-0.169/ClientRequest.json"
+        );
+        let union: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let codex: Vec<&str> = union["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|branch| branch["properties"]["method"]["enum"][0].as_str())
+            .collect();
+        let position = |name: &str| codex.iter().position(|m| *m == name);
+        let ours: Vec<Option<usize>> = CLIENT_METHODS
+            .iter()
+            .map(|spec| position(spec.name))
+            .collect();
+        let shared: Vec<usize> = ours.iter().flatten().copied().collect();
+        assert!(
+            shared.is_sorted(),
+            "{:?}",
+            CLIENT_METHODS.iter().map(|s| s.name).collect::<Vec<_>>()
+        );
+        let first_own = ours.iter().position(Option::is_none).unwrap_or(ours.len());
+        assert!(
+            ours[first_own..].iter().all(Option::is_none),
+            "tether's own methods come last"
         );
     }
 
