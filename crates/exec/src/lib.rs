@@ -36,7 +36,7 @@ pub use sandbox::{
     PROTECTED_SUBPATHS, SANDBOX_EXEC_SUBCOMMAND, Sandbox, SandboxError, SandboxPolicy, bwrap_args,
     sandbox_exec_main,
 };
-pub use spawn::{ProcessGroup, TERMINATE_GRACE, TerminalSize};
+pub use spawn::{TERMINATE_GRACE, TerminalSize};
 pub use unified::{
     DEFAULT_EXEC_YIELD_TIME_MS, DEFAULT_WRITE_STDIN_YIELD_TIME_MS, ExecEvent, ExecEventSink,
     ExecRequest, MAX_EMPTY_YIELD_TIME_MS, MAX_SESSIONS, MAX_YIELD_TIME_MS, MIN_EMPTY_YIELD_TIME_MS,

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
@@ -64,7 +64,7 @@ pub(crate) struct Launched {
 /// Paths to remove once the child has exited (mount points bubblewrap created).
 pub(crate) type ExitCleanup = Vec<PathBuf>;
 
-/// Starts `spec` as the leader of a new process group (a new session on a pty).
+/// Starts `spec` as the leader of a new session (and so of a new process group).
 pub(crate) fn launch(spec: LaunchSpec<'_>, cleanup: ExitCleanup) -> io::Result<Launched> {
     let (program, args) = spec
         .argv
@@ -94,7 +94,6 @@ pub(crate) fn launch(spec: LaunchSpec<'_>, cleanup: ExitCleanup) -> io::Result<L
                 .current_dir(spec.cwd)
                 .env_clear()
                 .envs(spec.env)
-                .process_group(0)
                 .stdin(if spec.stdin_pipe {
                     std::process::Stdio::piped()
                 } else {
@@ -102,6 +101,7 @@ pub(crate) fn launch(spec: LaunchSpec<'_>, cleanup: ExitCleanup) -> io::Result<L
                 })
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped());
+            start_new_session(&mut command);
             let mut child = command.spawn()?;
             let io = ChildIo::Pipes {
                 stdin: child.stdin.take(),
@@ -123,10 +123,26 @@ pub(crate) fn launch(spec: LaunchSpec<'_>, cleanup: ExitCleanup) -> io::Result<L
     let (exit_tx, exit) = watch::channel(None);
     tokio::spawn(watch_exit(child, exit_tx, cleanup));
     Ok(Launched {
-        group: ProcessGroup(pid),
+        group: ProcessGroup { leader: pid },
         io,
         exit,
     })
+}
+
+/// Makes the piped child call `setsid()` before exec, like pty-process does for a pty.
+#[allow(unsafe_code)]
+fn start_new_session(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe work is allowed: it makes one raw `setsid` syscall (rustix, no
+    // allocation, no locks) and builds an io::Error from the errno, which does not
+    // allocate either.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()
+                .map(drop)
+                .map_err(|errno| io::Error::from_raw_os_error(errno.raw_os_error()))
+        });
+    }
 }
 
 async fn watch_exit(mut child: Child, exit_tx: watch::Sender<Option<i32>>, cleanup: ExitCleanup) {
@@ -142,17 +158,26 @@ async fn watch_exit(mut child: Child, exit_tx: watch::Sender<Option<i32>>, clean
     let _ = exit_tx.send(Some(code));
 }
 
-/// A child's process group (its id is the leader's pid).
+/// Where a child's signals go. Every child leads its own session, so this is its process
+/// group (id = the leader's pid) and every other process of that session, which reaches
+/// background jobs a shell with job control moved to groups of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessGroup(pub u32);
+pub(crate) struct ProcessGroup {
+    leader: u32,
+}
 
 impl ProcessGroup {
-    /// Sends `signal` to every process in the group; a group that is gone is not an error.
+    /// Sends `signal` to the group (and the session); processes already gone are skipped.
     pub fn signal(self, signal: Signal) {
-        let Some(pid) = i32::try_from(self.0).ok().and_then(Pid::from_raw) else {
+        let Some(pid) = i32::try_from(self.leader).ok().and_then(Pid::from_raw) else {
             return;
         };
         let _ = kill_process_group(pid, signal);
+        for member in session_members(pid.as_raw_nonzero().get()) {
+            if let Some(member) = Pid::from_raw(member) {
+                let _ = kill_process(member, signal);
+            }
+        }
     }
 
     /// SIGKILL to the whole group at once.
@@ -162,11 +187,31 @@ impl ProcessGroup {
 
     /// SIGTERM to the group, then SIGKILL once the leader has exited or `grace` passed,
     /// so children that outlive or ignore SIGTERM die too.
-    pub(crate) async fn terminate(self, exit: &mut watch::Receiver<Option<i32>>, grace: Duration) {
+    pub async fn terminate(self, exit: &mut watch::Receiver<Option<i32>>, grace: Duration) {
         self.signal(Signal::TERM);
         let _ = tokio::time::timeout(grace, exit.wait_for(Option::is_some)).await;
         self.kill();
     }
+}
+
+/// Pids of the processes in session `sid`, from /proc.
+fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // After "pid (comm)": state ppid pgrp session ...
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(3)?.parse::<i32>().ok())
+                == Some(sid)
+        })
+        .collect()
 }
 
 /// Copies everything `reader` yields into `sink` until EOF or an error (a pty whose

@@ -239,6 +239,11 @@ impl UnifiedExecManager {
     /// Starts `request` and waits until it exits or its yield time passes.
     pub async fn exec(&self, request: ExecRequest) -> Result<ExecOutcome, UnifiedExecError> {
         let session_id = match request.session_id {
+            Some(id) if lock(&self.store).sessions.contains_key(&id) => {
+                return Err(UnifiedExecError::CreateProcess {
+                    message: format!("session id {id} is already in use"),
+                });
+            }
             Some(id) => id,
             None => self.reserve_session_id(),
         };

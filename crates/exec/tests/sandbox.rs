@@ -317,3 +317,63 @@ async fn a_tty_works_inside_the_sandbox() {
     assert_eq!(outcome.exit_code, Some(0));
     assert_eq!(text(&outcome), "on-a-tty\r\n");
 }
+
+/// Pids whose command line has `needle` as an argument and that are alive.
+fn live_processes_with_arg(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+            });
+            alive
+                && cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == needle.as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn killing_a_sandboxed_session_kills_the_command_inside() {
+    let workspace = tempfile::tempdir().unwrap();
+    let unique = format!("1000.{}", std::process::id());
+    let manager = UnifiedExecManager::new(sandbox());
+    let outcome = manager
+        .exec(ExecRequest {
+            argv: vec!["sleep".into(), unique.clone()],
+            cwd: workspace.path().to_path_buf(),
+            env: std::env::vars().collect::<HashMap<_, _>>(),
+            tty: false,
+            yield_time_ms: Some(250),
+            sandbox: workspace_write(false),
+            session_id: None,
+            events: None,
+        })
+        .await
+        .unwrap();
+    let session_id = outcome.session_id.expect("sleeping");
+    // bwrap has started the sleep by the time the 250 ms yield ended; check it runs.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live_processes_with_arg(&unique).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sandboxed sleep never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    manager.terminate(session_id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let alive = live_processes_with_arg(&unique);
+        if alive.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{alive:?} survived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -55,6 +55,18 @@ fn live_group_members(pgid: i32) -> Vec<i32> {
     members
 }
 
+/// Field `index` (0 = state) after the command name of /proc/PID/stat, if alive.
+fn stat_field(pid: i32, index: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<String> = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    (fields[0] != "Z").then(|| fields[index].clone())
+}
+
 /// Waits (bounded) until the group has no live members.
 async fn wait_group_dead(pgid: i32) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -297,6 +309,34 @@ async fn terminating_a_session_kills_its_whole_process_group() {
     let (session_id, pgid) = start_sleepers(&manager).await;
     manager.terminate(session_id).await.unwrap();
     wait_group_dead(pgid).await;
+}
+
+#[tokio::test]
+async fn terminate_reaches_background_jobs_in_other_process_groups() {
+    for tty in [false, true] {
+        let manager = manager();
+        let mut req = request("", tty, 250);
+        req.argv = vec![
+            "/bin/bash".into(),
+            "-c".into(),
+            "set -m; sleep 1000 & echo job=$!; wait".into(),
+        ];
+        let outcome = manager.exec(req).await.unwrap();
+        let out = text(&outcome.output);
+        let job: i32 = out
+            .trim()
+            .strip_prefix("job=")
+            .unwrap_or_else(|| panic!("no job pid in {out:?}"))
+            .parse()
+            .unwrap();
+        // Job control put the background job in a process group of its own.
+        assert_eq!(stat_field(job, 2), Some(job.to_string()), "tty={tty}");
+        manager
+            .terminate(outcome.session_id.unwrap())
+            .await
+            .unwrap();
+        wait_group_dead(job).await;
+    }
 }
 
 #[tokio::test]
