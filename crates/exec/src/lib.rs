@@ -9,7 +9,8 @@
 //!   `commandActions` summary;
 //! - [`Sandbox`] / [`SandboxPolicy`]: the Linux sandbox (bubblewrap, then
 //!   [`sandbox_exec_main`] applies `no_new_privs` + seccomp and execs), failing closed;
-//! - [`CommandExec`]: one-off commands for `command/exec`.
+//! - [`CommandExec`]: one-off commands for `command/exec`;
+//! - [`Utf8ChunkDecoder`]: text deltas from output chunks.
 //!
 //! It must not know about approvals, exec policy, or any protocol type.
 
@@ -20,6 +21,7 @@ mod output;
 mod sandbox;
 mod spawn;
 mod unified;
+mod utf8;
 
 pub use buffer::{HeadTailBuffer, OUTPUT_MAX_BYTES};
 pub use command::{CommandAction, command_actions, parse_command, render_command, shell_argv};
@@ -43,3 +45,4 @@ pub use unified::{
     MIN_YIELD_TIME_MS, UNIFIED_EXEC_ENV, UnifiedExecError, UnifiedExecManager, WriteStdinRequest,
     clamp_exec_yield_time, clamp_write_stdin_yield_time,
 };
+pub use utf8::Utf8ChunkDecoder;
