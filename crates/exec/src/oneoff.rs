@@ -119,7 +119,10 @@ pub struct CommandExec {
     stdin_streamed: bool,
     stdin_open: AtomicBool,
     timed_out: Arc<AtomicBool>,
-    output: Option<JoinHandle<(Vec<u8>, Vec<u8>)>>,
+    /// The task reading the output streams.
+    readers: Option<JoinHandle<()>>,
+    /// Collected stdout and stderr (filled by the readers while they run).
+    collected: [Arc<std::sync::Mutex<Vec<u8>>>; 2],
 }
 
 impl CommandExec {
@@ -155,31 +158,34 @@ impl CommandExec {
         )
         .map_err(|e| CommandExecError::Spawn(e.to_string()))?;
 
+        let collected: [Arc<std::sync::Mutex<Vec<u8>>>; 2] = Default::default();
         let capture = Capture {
             cap: spec.output_bytes_cap,
             sink: spec.output_sink.clone().filter(|_| stream_output),
             keep: !stream_output,
         };
-        let (pty, pipe_stdin, output) = match launched.io {
+        let [stdout_buffer, stderr_buffer] = collected.clone();
+        let (pty, pipe_stdin, readers) = match launched.io {
             ChildIo::Pty { reader, writer } => {
-                let output = tokio::spawn(async move {
-                    let stdout = capture.read(reader, OutputStream::Stdout).await;
-                    (stdout, Vec::new())
+                let readers = tokio::spawn(async move {
+                    capture
+                        .read(reader, OutputStream::Stdout, &stdout_buffer)
+                        .await;
                 });
-                (Some(Mutex::new(writer)), None, output)
+                (Some(Mutex::new(writer)), None, readers)
             }
             ChildIo::Pipes {
                 stdin,
                 stdout,
                 stderr,
             } => {
-                let output = tokio::spawn(async move {
+                let readers = tokio::spawn(async move {
                     tokio::join!(
-                        capture.read(stdout, OutputStream::Stdout),
-                        capture.read(stderr, OutputStream::Stderr)
-                    )
+                        capture.read(stdout, OutputStream::Stdout, &stdout_buffer),
+                        capture.read(stderr, OutputStream::Stderr, &stderr_buffer)
+                    );
                 });
-                (None, stdin, output)
+                (None, stdin, readers)
             }
         };
         let timed_out = Arc::new(AtomicBool::new(false));
@@ -206,7 +212,8 @@ impl CommandExec {
             stdin_streamed,
             stdin_open: AtomicBool::new(stdin_streamed),
             timed_out,
-            output: Some(output),
+            readers: Some(readers),
+            collected,
         })
     }
 
@@ -268,7 +275,8 @@ impl CommandExec {
         tokio::spawn(async move { group.terminate(&mut exit, TERMINATE_GRACE).await });
     }
 
-    /// Waits for the exit and the remaining output.
+    /// Waits for the exit and the remaining output (at most 2 s after the exit), then
+    /// kills anything the command left running in its session.
     pub async fn wait(mut self) -> CommandExecResult {
         let mut exit = self.exit.clone();
         let code = exit
@@ -277,16 +285,24 @@ impl CommandExec {
             .ok()
             .and_then(|c| *c)
             .unwrap_or(-1);
-        let (stdout, stderr) = match self.output.take() {
-            Some(mut output) => match tokio::time::timeout(IO_DRAIN_TIMEOUT, &mut output).await {
-                Ok(Ok(streams)) => streams,
-                _ => {
-                    output.abort();
-                    (Vec::new(), Vec::new())
-                }
-            },
-            None => (Vec::new(), Vec::new()),
-        };
+        // A leftover child may hold the streams open: keep what arrived within the drain
+        // time and stop reading.
+        if let Some(mut readers) = self.readers.take()
+            && tokio::time::timeout(IO_DRAIN_TIMEOUT, &mut readers)
+                .await
+                .is_err()
+        {
+            readers.abort();
+        }
+        // The command is over: whatever it left running in its session goes too.
+        self.group.kill();
+        let [stdout, stderr] = self.collected.each_ref().map(|buffer| {
+            std::mem::take(
+                &mut *buffer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+        });
         CommandExecResult {
             exit_code: if self.timed_out.load(Ordering::SeqCst) {
                 TIMEOUT_EXIT_CODE
@@ -317,11 +333,10 @@ struct Capture {
 impl Capture {
     /// Reads one stream to its end, keeping (or streaming) at most `cap` bytes; the rest
     /// is read and dropped so the command never blocks on a full pipe.
-    async fn read<R>(&self, reader: R, stream: OutputStream) -> Vec<u8>
+    async fn read<R>(&self, reader: R, stream: OutputStream, kept: &std::sync::Mutex<Vec<u8>>)
     where
         R: tokio::io::AsyncRead + Unpin,
     {
-        let mut kept = Vec::new();
         let mut seen = 0usize;
         let mut done = false;
         pump(reader, |chunk| {
@@ -334,7 +349,9 @@ impl Capture {
             let cap_reached = self.cap == Some(seen);
             done = cap_reached;
             if self.keep {
-                kept.extend_from_slice(part);
+                kept.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend_from_slice(part);
             }
             if let Some(sink) = &self.sink {
                 sink(CommandOutputChunk {
@@ -345,6 +362,5 @@ impl Capture {
             }
         })
         .await;
-        kept
     }
 }

@@ -188,3 +188,48 @@ async fn bad_requests_are_refused() {
     ));
     process.wait().await;
 }
+
+#[tokio::test]
+async fn a_leftover_child_holding_stdout_does_not_lose_output_and_is_killed() {
+    let process = CommandExec::spawn(
+        &sandbox(),
+        spec(&["/bin/sh", "-c", "echo early; echo pid=$$ >&2; sleep 1000 &"]),
+    )
+    .unwrap();
+    let result = process.wait().await;
+    assert_eq!(result.exit_code, 0);
+    assert_eq!(result.stdout, "early\n");
+    let sid: i32 = result
+        .stderr
+        .trim()
+        .strip_prefix("pid=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The background sleep was in the command's session and is gone (or a zombie).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    let fields: Vec<&str> = stat
+                        .rsplit_once(')')
+                        .map(|(_, r)| r.split_whitespace().collect())
+                        .unwrap_or_default();
+                    fields.first() != Some(&"Z") && fields.get(3) == Some(&sid.to_string().as_str())
+                })
+            })
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{alive:?} left running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
