@@ -30,8 +30,8 @@ pub use oneoff::{
     CommandOutputSink, DEFAULT_OUTPUT_BYTES_CAP, OutputStream, TIMEOUT_EXIT_CODE,
 };
 pub use output::{
-    DEFAULT_MAX_OUTPUT_TOKENS, ExecOutcome, TruncationPolicy, approx_token_count,
-    approx_tokens_from_byte_count, formatted_truncate_text, generate_chunk_id,
+    DEFAULT_MAX_OUTPUT_TOKENS, ExecOutcome, TruncationPolicy, approx_bytes_for_tokens,
+    approx_token_count, approx_tokens_from_byte_count, formatted_truncate_text, generate_chunk_id,
     output_omission_marker, truncate_text,
 };
 pub use sandbox::{
