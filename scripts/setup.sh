@@ -6,13 +6,14 @@
 #   softhsm2, p11-kit, p11-kit-modules, opensc
 #                            the isolated PKCS#11 token the tests start (and users may run,
 #                            see scripts/isolated-token.sh); pkcs11-tool inspects it
+#   bubblewrap               the Linux sandbox of agent commands (tether-exec) and its tests
 #   procps, e2fsprogs, util-linux
 #                            kill(1), chattr(1), runuser(1): the tests signal processes, make a
 #                            file immutable (a read-only database even for root), drop users
 # Idempotent and quiet when everything is present. Logs go to stderr.
 set -euo pipefail
 
-packages=(libtss2-dev pkg-config swtpm openssl softhsm2 p11-kit p11-kit-modules opensc procps e2fsprogs util-linux)
+packages=(libtss2-dev pkg-config swtpm openssl softhsm2 p11-kit p11-kit-modules opensc procps e2fsprogs util-linux bubblewrap)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
