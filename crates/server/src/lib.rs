@@ -7,6 +7,7 @@
 //! parts to connect; it must not know how keys are stored (`tether-device-key`), what SQL looks
 //! like (`tether-state`), or how messages are spelled beyond the types of `tether-protocol`.
 
+mod account;
 mod attestation;
 mod config;
 mod connection;
@@ -14,7 +15,9 @@ mod device_keys;
 mod home;
 mod listen;
 mod logging;
+mod models;
 mod processor;
+mod rate_limits;
 mod schema;
 mod serve;
 mod server_requests;
@@ -24,12 +27,18 @@ mod trace;
 mod transport;
 mod user_agent;
 
+pub use account::{AccountError, AuthFile, AuthTokens, IdTokenClaims, login, logout, read_account};
 pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
 pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
 pub use listen::ListenAddress;
 pub use logging::{LogFormat, Telemetry, init_logging};
+pub use models::{
+    ApplyPatchToolType, ModelCatalog, ModelInfo, ModelListError, ModelUpgrade, ReasoningLevel,
+    RemoteModels, ShellType, TruncationMode, TruncationPolicy,
+};
+pub use rate_limits::{RateLimitStore, parse_rate_limit_headers};
 pub use schema::write_schemas;
 pub use serve::{Limits, ServeError, ServeOptions, Server, WsAuthFlags, WsAuthMode, serve};
 pub use status::{StatusError, query as query_status, render as render_status};
