@@ -10,6 +10,7 @@
 mod account;
 mod attestation;
 mod config;
+mod config_rpc;
 mod connection;
 mod device_keys;
 mod home;
@@ -29,6 +30,10 @@ mod user_agent;
 
 pub use account::{AccountError, AuthFile, AuthTokens, IdTokenClaims, login, logout, read_account};
 pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
+pub use config_rpc::{
+    CliOverrideError, ConfigLayers, ConfigReadError, ConfigWriteError, parse_cli_override,
+    read_requirements,
+};
 pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
