@@ -9,6 +9,7 @@
 
 mod account;
 mod attestation;
+mod client_catalog;
 mod config;
 mod config_rpc;
 mod connection;
@@ -22,6 +23,7 @@ mod rate_limits;
 mod schema;
 mod serve;
 mod server_requests;
+mod skills;
 mod status;
 mod threads;
 mod trace;
@@ -29,6 +31,10 @@ mod transport;
 mod user_agent;
 
 pub use account::{AccountError, AuthFile, AuthTokens, IdTokenClaims, login, logout, read_account};
+pub use client_catalog::{
+    FeatureListError, bedrock_gov_cloud_check, collaboration_modes, experimental_features, hooks,
+    installed_plugins,
+};
 pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
 pub use config_rpc::{
     CliOverrideError, ConfigLayers, ConfigReadError, ConfigWriteError, parse_cli_override,
@@ -46,4 +52,5 @@ pub use models::{
 pub use rate_limits::{RateLimitStore, parse_rate_limit_headers};
 pub use schema::write_schemas;
 pub use serve::{Limits, ServeError, ServeOptions, Server, WsAuthFlags, WsAuthMode, serve};
+pub use skills::{SkillHomes, list_skills};
 pub use status::{StatusError, query as query_status, render as render_status};
