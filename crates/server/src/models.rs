@@ -373,11 +373,14 @@ fn to_wire(info: &ModelInfo, is_default: bool) -> Model {
     }
 }
 
+/// A fetched model list (`None`: the provider serves none) and when it was fetched.
+type CachedListing = (Instant, Option<Arc<Vec<ModelInfo>>>);
+
 /// The provider's `GET {base_url}/models`, fetched with a short timeout and kept for a while.
 pub struct RemoteModels {
     client: reqwest::Client,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Option<Arc<Vec<ModelInfo>>>)>>,
+    cache: Mutex<HashMap<String, CachedListing>>,
 }
 
 impl RemoteModels {
