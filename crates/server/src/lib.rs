@@ -1,6 +1,8 @@
 //! The tether app-server: transports (stdio, WebSocket over TCP and over a unix socket), the
 //! connection registry, the per-connection processor that decodes and answers requests, the
-//! home directory and configuration, and the device-key wiring that the CLI shares.
+//! home directory and configuration, the device-key wiring that the CLI shares, and the answers
+//! of the client-facing catalog methods (account, model catalog, config layers and edits, skills,
+//! feature flags) as plain functions over explicit inputs.
 //!
 //! Data flows one way: transport → processor → the component that serves the request; replies
 //! flow back through each connection's single ordered outbound queue. This crate decides which
