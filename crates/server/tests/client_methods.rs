@@ -8,11 +8,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tether_protocol::{
     AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, AuthMode,
-    BedrockCheckGovCloudRequirementsParams, CollaborationModeListParams, ConfigBatchWriteParams,
-    ConfigEdit, ConfigReadParams, ConfigValueWriteParams, ConfigWarningNotification,
-    ExperimentalFeatureListParams, GetAccountParams, HooksListParams, LoginAccountParams,
-    MergeStrategy, ModelListParams, PlanType, PluginInstalledParams, SkillsListParams,
-    TextPosition, TextRange, WarningNotification,
+    ConfigBatchWriteParams, ConfigEdit, ConfigReadParams, ConfigValueWriteParams,
+    ConfigWarningNotification, ExperimentalFeatureListParams, HooksListParams, LoginAccountParams,
+    MergeStrategy, ModelListParams, PlanType, SkillsListParams, TextPosition, TextRange,
+    WarningNotification,
 };
 use tether_server::{
     ConfigLayers, ModelCatalog, RateLimitStore, SkillHomes, bedrock_gov_cloud_check,
@@ -288,33 +287,90 @@ fn workspace_answers_match_the_schema() {
     check("PluginInstalledResponse", &installed_plugins());
 }
 
-/// The params objects of the real TUI's requests, as recorded against codex 0.169.
+/// One recorded exchange of the real TUI with the real codex 0.169 server.
+fn recorded(method: &str) -> (Value, Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testkit/fixtures/tui-codex-0.169/client_methods.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let all: Value = serde_json::from_str(&text).unwrap();
+    let entry = &all[method];
+    assert!(entry.is_object(), "no recording of {method}");
+    (entry["params"].clone(), entry["result"].clone())
+}
+
+/// Decodes the recorded params as `P`, and the recorded result (or notification params) as `R`,
+/// which must serialize back to an instance of codex's schema `schema_name`.
+fn replay<P: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned + Serialize>(
+    method: &str,
+    schema_name: &str,
+) -> R {
+    let (params, result) = recorded(method);
+    let notification = result.is_null();
+    if !notification && !params.is_null() {
+        serde_json::from_value::<P>(params.clone())
+            .unwrap_or_else(|e| panic!("{method} params {params}: {e}"));
+    }
+    let answer = if notification { params } else { result };
+    let decoded: R =
+        serde_json::from_value(answer.clone()).unwrap_or_else(|e| panic!("{method} answer: {e}"));
+    check(schema_name, &decoded);
+    decoded
+}
+
+/// What the real TUI sends decodes, and what the real server answers is what these types model.
 #[test]
-fn params_decode_what_the_tui_sends() {
-    let _: GetAccountParams = serde_json::from_value(json!({})).unwrap();
-    let _: ModelListParams = serde_json::from_value(json!(
-        {"modelProvider": null, "cursor": null, "limit": null, "includeHidden": true}
-    ))
-    .unwrap();
-    let _: HooksListParams =
-        serde_json::from_value(json!({"cwds": ["<tmp>/work"], "threadId": null})).unwrap();
-    let _: BedrockCheckGovCloudRequirementsParams = serde_json::from_value(json!({})).unwrap();
-    let _: ConfigReadParams =
-        serde_json::from_value(json!({"includeLayers": true, "cwd": "."})).unwrap();
-    let _: ConfigReadParams = serde_json::from_value(json!({"cwd": null})).unwrap();
-    let _: CollaborationModeListParams = serde_json::from_value(json!({})).unwrap();
-    let _: SkillsListParams =
-        serde_json::from_value(json!({"cwds": ["<tmp>/work"], "forceReload": true})).unwrap();
-    let _: PluginInstalledParams = serde_json::from_value(
-        json!({"cwds": ["<tmp>/work"], "installSuggestionPluginNames": null}),
+fn the_recorded_exchanges_decode() {
+    use tether_protocol::*;
+    let account: GetAccountResponse =
+        replay::<GetAccountParams, _>("account/read", "GetAccountResponse");
+    assert_eq!(account.account, Some(Account::ApiKey));
+    let models: ModelListResponse = replay::<ModelListParams, _>("model/list", "ModelListResponse");
+    assert_eq!(models.data.len(), 12);
+    replay::<HooksListParams, HooksListResponse>("hooks/list", "HooksListResponse");
+    replay::<BedrockCheckGovCloudRequirementsParams, BedrockCheckGovCloudRequirementsResponse>(
+        "account/bedrock/checkGovCloudRequirements",
+        "BedrockCheckGovCloudRequirementsResponse",
+    );
+    let config: ConfigReadResponse =
+        replay::<ConfigReadParams, _>("config/read", "ConfigReadResponse");
+    assert_eq!(config.config["model"], "mock-model");
+    assert_eq!(config.layers.unwrap().len(), 2);
+    replay::<Value, ConfigRequirementsReadResponse>(
+        "configRequirements/read",
+        "ConfigRequirementsReadResponse",
+    );
+    let modes: CollaborationModeListResponse = replay::<CollaborationModeListParams, _>(
+        "collaborationMode/list",
+        "CollaborationModeListResponse",
+    );
+    assert_eq!(modes, collaboration_modes());
+    let skills: SkillsListResponse =
+        replay::<SkillsListParams, _>("skills/list", "SkillsListResponse");
+    assert_eq!(skills.data[0].skills.len(), 5);
+    replay::<PluginInstalledParams, PluginInstalledResponse>(
+        "plugin/installed",
+        "PluginInstalledResponse",
+    );
+    let features: ExperimentalFeatureListResponse = replay::<ExperimentalFeatureListParams, _>(
+        "experimentalFeature/list",
+        "ExperimentalFeatureListResponse",
+    );
+    let ours = experimental_features(
+        &ExperimentalFeatureListParams {
+            cursor: None,
+            limit: Some(100),
+            thread_id: None,
+        },
+        None,
     )
     .unwrap();
-    let _: ExperimentalFeatureListParams = serde_json::from_value(
-        json!({"cursor": null, "limit": 100, "threadId": "01a23747-00a8-74e1-9a7e-1a02f7b2b85e"}),
-    )
-    .unwrap();
-    let _: ExperimentalFeatureListParams =
-        serde_json::from_value(json!({"cursor": "200", "limit": 100, "threadId": null})).unwrap();
+    assert_eq!(features, ours);
+    replay::<Value, ConfigWarningNotification>("configWarning", "ConfigWarningNotification");
+    replay::<Value, WarningNotification>("warning", "WarningNotification");
+    replay::<Value, AccountRateLimitsUpdatedNotification>(
+        "account/rateLimits/updated",
+        "AccountRateLimitsUpdatedNotification",
+    );
 }
 
 /// The check above rejects what codex's schema rejects.
