@@ -7,21 +7,38 @@
 //! is served. Device-key payloads and results are the device-key crate's own wire types, used here
 //! without its providers.
 
+mod account;
 mod client_asks;
+mod config;
 mod envelope;
 mod goal;
 mod initialize;
+mod model;
 mod notifications;
 mod policy;
 mod requests;
 mod schema;
+mod skills;
 mod status;
 mod table;
 mod thread;
 
+pub use account::{
+    Account, AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, AuthMode,
+    BedrockCheckGovCloudRequirementsParams, BedrockCheckGovCloudRequirementsResponse,
+    CreditsSnapshot, GetAccountParams, GetAccountRateLimitsParams, GetAccountRateLimitsResponse,
+    GetAccountResponse, LoginAccountParams, LoginAccountResponse, LogoutAccountResponse, PlanType,
+    RateLimitReachedType, RateLimitSnapshot, RateLimitWindow,
+};
 pub use client_asks::{
     AttestationGenerateParams, AttestationGenerateResponse, DynamicToolCallOutputContentItem,
     DynamicToolCallParams, DynamicToolCallResponse, SERVER_REQUESTS, server_requests,
+};
+pub use config::{
+    ConfigBatchWriteParams, ConfigEdit, ConfigLayer, ConfigLayerMetadata, ConfigLayerSource,
+    ConfigReadParams, ConfigReadResponse, ConfigRequirementsReadResponse, ConfigValueWriteParams,
+    ConfigWarningNotification, ConfigWriteErrorCode, ConfigWriteResponse, MergeStrategy,
+    OverriddenMetadata, TextPosition, TextRange, WarningNotification, WriteStatus,
 };
 pub use envelope::{
     ErrorObject, Incoming, Outgoing, RequestId, error_codes, now_ms, parse_incoming,
@@ -31,6 +48,13 @@ pub use goal::{
     ThreadGoalSetResponse, ThreadGoalStatus, ThreadRevertParams, ThreadRevertResponse,
 };
 pub use initialize::{ClientInfo, InitializeCapabilities, InitializeParams, InitializeResponse};
+pub use model::{
+    CollaborationModeListParams, CollaborationModeListResponse, CollaborationModeMask,
+    ExperimentalFeature, ExperimentalFeatureListParams, ExperimentalFeatureListResponse,
+    ExperimentalFeatureStage, InputModality, ModeKind, Model, ModelAvailabilityNux,
+    ModelListParams, ModelListResponse, ModelServiceTier, ModelUpgradeInfo, MultiAgentVersion,
+    ReasoningEffortOption,
+};
 pub use notifications::*;
 pub use policy::{
     ApprovalsReviewer, AskForApproval, GranularApproval, NetworkAccess, SandboxMode, SandboxPolicy,
@@ -40,6 +64,11 @@ pub use requests::{
     DeviceKeySignParams, methods,
 };
 pub use schema::schemas;
+pub use skills::{
+    HookErrorInfo, HooksListEntry, HooksListParams, HooksListResponse, MarketplaceLoadErrorInfo,
+    PluginInstalledParams, PluginInstalledResponse, SkillErrorInfo, SkillInterface, SkillMetadata,
+    SkillScope, SkillsListEntry, SkillsListParams, SkillsListResponse,
+};
 pub use status::{
     ConnectionStatus, DeviceKeyAvailability, LoadedThreadStatus, TetherStatusParams,
     TetherStatusResponse,
