@@ -24,7 +24,9 @@ mod trace;
 mod transport;
 mod user_agent;
 
-pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
+pub use config::{
+    Config, ConfigError, ConfigOverrides, DeviceKeysConfig, OtelConfig, ProviderConfig,
+};
 pub use connection::{Connection, Origin, Registry, Session, WhenFull};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
