@@ -15,16 +15,35 @@ use tether_device_key::{
     ProtectionPolicy, SignPayload, VerifyOptions, signed_payload_bytes, verify_signature,
 };
 use tether_server::{
-    Config, Home, Limits, ListenAddress, LogFormat, ServeOptions, WsAuthFlags, WsAuthMode,
-    open_device_keys,
+    Config, ConfigOverrides, Home, Limits, ListenAddress, LogFormat, ServeOptions, WsAuthFlags,
+    WsAuthMode, open_device_keys,
 };
 
+/// `--version` prints `tether <version> (codex app-server protocol <codex version>)`: tether's
+/// own version first, so `<name> <semver>` stays the first two words a client parses, then the
+/// version of the codex protocol it implements.
 #[derive(Parser)]
-#[command(name = "tether", version, about = "A Codex-protocol app-server")]
+#[command(
+    name = "tether",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (codex app-server protocol 0.169.0)"),
+    about = "A Codex-protocol app-server"
+)]
 struct Cli {
-    /// Home directory (configuration, state database, key blobs). Default: ~/.tether.
+    /// Home directory (configuration, state database, key blobs). Default: $CODEX_HOME, else
+    /// ~/.tether.
     #[arg(long, global = true, env = "TETHER_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+    /// Override a config.toml setting: a dotted path, `=`, and a TOML value (text that is not
+    /// TOML is taken as a string), e.g. `-c model=gpt-5` or `-c model_providers.x.base_url="…"`.
+    /// Repeatable; a later one wins.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        value_name = "key=value",
+        action = clap::ArgAction::Append
+    )]
+    config_overrides: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +52,8 @@ struct Cli {
 enum Command {
     /// Run the app-server.
     Serve(ServeArgs),
+    /// Run the app-server, under the name codex clients use to start one (same as `serve`).
+    AppServer(ServeArgs),
     /// Hardware-bound device keys.
     #[command(subcommand)]
     DeviceKey(DeviceKeyCommand),
@@ -181,10 +202,19 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = Home::resolve(cli.home);
+    let overrides = match ConfigOverrides::parse(&cli.config_overrides) {
+        Ok(overrides) => overrides,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = Settings { home, overrides };
+    let home = &settings.home;
     let outcome = match cli.command {
-        Command::Serve(args) => serve(home, args),
-        Command::DeviceKey(command) => device_key(&home, command),
-        Command::Status { json, socket } => status(&home, json, socket),
+        Command::Serve(args) | Command::AppServer(args) => serve(&settings, args),
+        Command::DeviceKey(command) => device_key(&settings, command),
+        Command::Status { json, socket } => status(home, json, socket),
         Command::Schema { out } => tether_server::write_schemas(&out)
             .map(|files| println!("wrote {} schema files to {}", files.len(), out.display()))
             .map_err(Failure::from),
@@ -198,12 +228,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(home: Home, args: ServeArgs) -> Result<(), Failure> {
+/// Where the configuration comes from: the home's config.toml with the `-c` overrides on top.
+struct Settings {
+    home: Home,
+    overrides: ConfigOverrides,
+}
+
+impl Settings {
+    /// Reads the configuration (only the commands that use it do, so a broken file does not stop
+    /// the others).
+    fn config(&self) -> Result<Config, tether_server::ConfigError> {
+        Config::load_with_overrides(&self.home.config_file(), &self.overrides, |name| {
+            std::env::var(name).ok()
+        })
+    }
+}
+
+fn serve(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     let format = match args.log_format {
         LogFormatArg::Human => LogFormat::Human,
         LogFormatArg::Json => LogFormat::Json,
     };
-    let config = Config::load(&home.config_file(), |name| std::env::var(name).ok())?;
+    let config = settings.config()?;
+    let home = settings.home.clone();
     let telemetry = tether_server::init_logging(
         std::env::var("RUST_LOG").ok().as_deref(),
         format,
@@ -258,7 +305,7 @@ fn status(home: &Home, json: bool, socket: Option<PathBuf>) -> Result<(), Failur
     Ok(())
 }
 
-fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {
+fn device_key(settings: &Settings, command: DeviceKeyCommand) -> Result<(), Failure> {
     match command {
         DeviceKeyCommand::PayloadBytes => {
             let bytes = signed_payload_bytes(&read_payload()?)?;
@@ -280,7 +327,7 @@ fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {
             account_user_id,
             client_id,
             protection_policy,
-        } => with_store(home, async |keys| {
+        } => with_store(settings, async |keys| {
             keys.create(
                 &account_user_id,
                 &client_id,
@@ -289,12 +336,12 @@ fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {
             .await
             .map(|info| print_json(&info))
         }),
-        DeviceKeyCommand::Public { key_id } => with_store(home, async |keys| {
+        DeviceKeyCommand::Public { key_id } => with_store(settings, async |keys| {
             keys.get_public(&key_id).await.map(|info| print_json(&info))
         }),
         DeviceKeyCommand::Sign { key_id } => {
             let payload = read_payload()?;
-            with_store(home, async |keys| {
+            with_store(settings, async |keys| {
                 keys.sign(&key_id, &payload)
                     .await
                     .map(|signature| print_json(&signature))
@@ -303,12 +350,12 @@ fn device_key(home: &Home, command: DeviceKeyCommand) -> Result<(), Failure> {
     }
 }
 
-fn with_store<F>(home: &Home, operation: F) -> Result<(), Failure>
+fn with_store<F>(settings: &Settings, operation: F) -> Result<(), Failure>
 where
     F: AsyncFnOnce(&tether_server::DeviceKeys) -> Result<(), tether_device_key::DeviceKeyError>,
 {
-    let config = Config::load(&home.config_file(), |name| std::env::var(name).ok())?;
-    let keys = open_device_keys(home, &config.device_keys)?;
+    let config = settings.config()?;
+    let keys = open_device_keys(&settings.home, &config.device_keys)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -132,6 +132,9 @@ pub enum ConfigError {
         /// The parser's message, which names the key.
         message: String,
     },
+    /// A `-c key=value` override cannot be parsed.
+    #[error("{0}")]
+    Override(String),
     /// An environment override has a value that is not allowed.
     #[error("invalid value {value:?} for {variable}: expected 1, true, 0 or false")]
     Environment {
@@ -142,10 +145,80 @@ pub enum ConfigError {
     },
 }
 
+/// `-c key=value` overrides, as codex parses them: split at the first `=`, both halves trimmed,
+/// the key a dotted path into the table, the value TOML (`42`, `true`, `"x"`, `[1, 2]`,
+/// `{ a = 1 }`) or, when it does not parse as TOML, the text itself as a string (`-c model=gpt-5`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigOverrides(Vec<(Vec<String>, toml::Value)>);
+
+impl ConfigOverrides {
+    /// Parses each `key=value` of `raw`, in order (a later one wins).
+    pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<ConfigOverrides, ConfigError> {
+        raw.iter()
+            .map(|raw| parse_override(raw.as_ref()))
+            .collect::<Result<_, _>>()
+            .map(ConfigOverrides)
+    }
+
+    /// Sets every override in `table`, creating the tables on its path; a value that is in the
+    /// way of the path is replaced by a table.
+    fn apply(&self, table: &mut toml::Table) {
+        for (path, value) in &self.0 {
+            let (last, parents) = path.split_last().expect("parse refuses empty keys");
+            let mut current = &mut *table;
+            for part in parents {
+                let slot = current
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !slot.is_table() {
+                    *slot = toml::Value::Table(toml::Table::new());
+                }
+                current = slot.as_table_mut().expect("made a table above");
+            }
+            current.insert(last.clone(), value.clone());
+        }
+    }
+}
+
+fn parse_override(raw: &str) -> Result<(Vec<String>, toml::Value), ConfigError> {
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Override(format!("Invalid override (missing '='): {raw}")))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ConfigError::Override(format!(
+            "Empty key in override: {raw}"
+        )));
+    }
+    let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Override(format!(
+            "Empty part in the key of override: {raw}"
+        )));
+    }
+    let value = value.trim();
+    let value = format!("value = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    Ok((path, value))
+}
+
 impl Config {
     /// Reads `path` (a missing file means defaults), then applies environment overrides read
     /// through `env`. Unknown keys are ignored with a warning.
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::load_with_overrides(path, &ConfigOverrides::default(), env)
+    }
+
+    /// [`Config::load`], with `overrides` (from `-c key=value`) set on top of the file before it
+    /// is read into settings.
+    pub fn load_with_overrides(
+        path: &Path,
+        overrides: &ConfigOverrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -160,9 +233,16 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        let table: toml::Table = text
+        let mut table: toml::Table = text
             .parse()
             .map_err(|err: toml::de::Error| invalid(err.to_string()))?;
+        let text = if overrides.0.is_empty() {
+            text
+        } else {
+            overrides.apply(&mut table);
+            // Written out again so that an error in an overridden value names its key and line.
+            toml::to_string(&table).map_err(|err| invalid(err.to_string()))?
+        };
         warn_unknown(path, "", &table, KNOWN_SETTINGS);
         if let Some(toml::Value::Table(section)) = table.get("device_keys") {
             warn_unknown(path, "device_keys.", section, KNOWN_DEVICE_KEY_SETTINGS);
@@ -309,5 +389,67 @@ mod tests {
             err,
             "invalid value \"maybe\" for TETHER_ALLOW_SOFTWARE_TPM: expected 1, true, 0 or false"
         );
+    }
+
+    fn load_overridden(text: &str, overrides: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_with_overrides(&path, &ConfigOverrides::parse(overrides)?, |_| None)
+    }
+
+    #[test]
+    fn overrides_set_dotted_keys_on_top_of_the_file() {
+        let config = load_overridden(
+            "model = \"file\"\nthread_unload_delay_secs = 9\n[model_providers.mock]\nbase_url = \"http://a\"\n",
+            &[
+                "model=gpt-plain",
+                " thread_unload_delay_secs = 3 ",
+                "model_providers.mock.base_url=\"http://b/v1\"",
+                "model_providers.mock.http_headers={ x-a = \"1\" }",
+                "model_providers.new.request_max_retries=0",
+                "device_keys.allow_software_tpm=true",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.model.as_deref(), Some("gpt-plain"));
+        assert_eq!(config.thread_unload_delay_secs, Some(3));
+        let mock = &config.model_providers["mock"];
+        assert_eq!(mock.base_url.as_deref(), Some("http://b/v1"));
+        assert_eq!(mock.http_headers["x-a"], "1");
+        assert_eq!(config.model_providers["new"].request_max_retries, Some(0));
+        assert!(config.device_keys.allow_software_tpm);
+    }
+
+    #[test]
+    fn an_override_value_is_toml_else_the_text() {
+        let parsed =
+            ConfigOverrides::parse(&["a=1", "b=[1, 2]", "c=x=y", "d=\"q\"", "e="]).unwrap();
+        let values: Vec<_> = parsed.0.iter().map(|(_, v)| v.clone()).collect();
+        assert_eq!(
+            values,
+            [
+                toml::Value::Integer(1),
+                toml::Value::Array(vec![1.into(), 2.into()]),
+                toml::Value::String("x=y".into()),
+                toml::Value::String("q".into()),
+                toml::Value::String(String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_overrides_are_refused_with_the_override_named() {
+        let message = |raw: &str| ConfigOverrides::parse(&[raw]).unwrap_err().to_string();
+        assert_eq!(message("model"), "Invalid override (missing '='): model");
+        assert_eq!(message(" =1"), "Empty key in override:  =1");
+        assert_eq!(
+            message("a..b=1"),
+            "Empty part in the key of override: a..b=1"
+        );
+        let err = load_overridden("", &["thread_unload_delay_secs=soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("thread_unload_delay_secs"), "{err}");
     }
 }

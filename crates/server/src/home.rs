@@ -7,13 +7,20 @@ pub struct Home {
 }
 
 impl Home {
-    /// `explicit` (from `--home` or `TETHER_HOME`), else `~/.tether`.
+    /// `explicit` (from `--home` or `TETHER_HOME`), else `CODEX_HOME` (clients set it to choose
+    /// the home of the server they start), else `~/.tether`.
     pub fn resolve(explicit: Option<PathBuf>) -> Home {
-        let dir = explicit.unwrap_or_else(|| {
-            std::env::home_dir()
-                .unwrap_or_else(|| PathBuf::from("/"))
-                .join(".tether")
-        });
+        let dir = explicit
+            .or_else(|| {
+                std::env::var_os("CODEX_HOME")
+                    .filter(|dir| !dir.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| {
+                std::env::home_dir()
+                    .unwrap_or_else(|| PathBuf::from("/"))
+                    .join(".tether")
+            });
         Home { dir }
     }
 

@@ -40,7 +40,9 @@ pub use client_catalog::{
     FeatureListError, bedrock_gov_cloud_check, collaboration_modes, experimental_features, hooks,
     installed_plugins,
 };
-pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
+pub use config::{
+    Config, ConfigError, ConfigOverrides, DeviceKeysConfig, OtelConfig, ProviderConfig,
+};
 pub use config_rpc::{
     CliOverrideError, ConfigLayers, ConfigReadError, ConfigWriteError, parse_cli_override,
     read_requirements,
