@@ -270,6 +270,7 @@ fn serve(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     };
     let options = ServeOptions {
         config,
+        overrides: settings.overrides.clone(),
         home,
         listen: args.listen,
         limits: Limits {

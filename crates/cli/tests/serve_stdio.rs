@@ -41,10 +41,7 @@ async fn initialize_answers_with_the_server_identity_and_eof_exits_zero() {
     assert_eq!(result["platformFamily"], "unix");
     assert_eq!(result["platformOs"], "linux");
     let agent = result["userAgent"].as_str().unwrap();
-    assert!(
-        agent.starts_with(&format!("tether/{} (", env!("CARGO_PKG_VERSION"))),
-        "{agent}"
-    );
+    assert!(agent.starts_with("probe/0.169.0 ("), "{agent}");
     assert!(agent.ends_with(" (probe; 1.0)"), "{agent}");
     drop(client);
     let started = Instant::now();

@@ -133,6 +133,7 @@ async fn a_full_turn_over_stdio_streams_every_notification_in_order() {
             "item/completed",
             "thread/tokenUsage/updated",
             "status:idle",
+            "thread/readState/changed",
             "turn/completed",
         ]
     );
@@ -155,7 +156,12 @@ async fn a_full_turn_over_stdio_streams_every_notification_in_order() {
         messages[10]["params"]["tokenUsage"]["last"]["totalTokens"],
         17
     );
-    let done = &messages[12]["params"]["turn"];
+    assert_eq!(messages[12]["method"], "thread/readState/changed");
+    assert_eq!(
+        messages[12]["params"]["readState"]["firstUnread"],
+        json!({"type": "turn", "turnId": messages[0]["result"]["turn"]["id"]})
+    );
+    let done = &messages[13]["params"]["turn"];
     assert_eq!(done["status"], "completed");
     assert_eq!(done["itemsView"], "summary");
     assert_eq!(done["items"][0]["text"], "Hello from mock");
@@ -235,7 +241,7 @@ async fn two_subscribers_see_identical_ordered_streams() {
     };
     assert_eq!(methods(&seen_by_first), methods(&seen_by_second));
     assert_eq!(strip(&seen_by_first), strip(&seen_by_second));
-    assert_eq!(seen_by_second.len(), 13);
+    assert_eq!(seen_by_second.len(), 14);
 }
 
 #[tokio::test]
@@ -444,8 +450,10 @@ async fn threads_survive_sigkill_and_resume_with_every_completed_turn() {
         .iter()
         .map(|t| t["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [empty_id.as_str(), thread_id.as_str()], "newest first");
-    assert_eq!(listed["result"]["data"][1]["status"]["type"], "notLoaded");
+    // The thread that never had a turn is not listed.
+    assert_eq!(ids, [thread_id.as_str()]);
+    assert_ne!(empty_id, thread_id);
+    assert_eq!(listed["result"]["data"][0]["status"]["type"], "notLoaded");
     client.request(2, "thread/resume", json!({"threadId": thread_id}));
     let status = client.recv().await;
     assert_eq!(
@@ -979,8 +987,19 @@ async fn thread_list_pages_sorts_and_filters() {
     let mut client = setup.process.ws().await;
     client.initialize("lister", Value::Null).await;
     let mut ids = Vec::new();
-    for cwd in ["/a", "/b", "/a", "/c", "/a"] {
-        ids.push(client.start_thread(json!({"cwd": cwd})).await);
+    for (n, cwd) in ["/a", "/b", "/a", "/c", "/a"].into_iter().enumerate() {
+        let thread_id = client.start_thread(json!({"cwd": cwd})).await;
+        // Only threads that had a turn are listed.
+        setup
+            .upstream
+            .push(Script::Stream(message_response("r0", &["ok"])));
+        let first_words = if n == 0 {
+            "a needle in a haystack"
+        } else {
+            "hay"
+        };
+        run_turn(&mut client, 100 + n as i64, &thread_id, first_words).await;
+        ids.push(thread_id);
     }
     let ephemeral = client
         .call("e", "thread/start", json!({"ephemeral": true}))
@@ -1035,8 +1054,8 @@ async fn thread_list_pages_sorts_and_filters() {
     assert_eq!(page(&other_provider), Vec::<String>::new());
     // Loaded threads report their live status.
     assert_eq!(first["result"]["data"][0]["status"]["type"], "idle");
-    // A turn makes a thread the most recently updated (timestamps are in seconds) and gives it a
-    // preview to search.
+    // A turn makes a thread the most recently updated (timestamps are in seconds); its first
+    // message is the preview searched.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     setup
         .upstream
@@ -1044,7 +1063,7 @@ async fn thread_list_pages_sorts_and_filters() {
     client.request(
         8,
         "turn/start",
-        json!({"threadId": ids[0], "input": text("needle in a haystack")}),
+        json!({"threadId": ids[0], "input": text("more")}),
     );
     client.recv_until("turn/completed").await;
     let by_update = client

@@ -31,6 +31,18 @@ fn workspace_write(network_access: bool) -> SandboxPolicy {
     }
 }
 
+/// A small, fixed environment: what the machine's shell profile adds (pyenv hooks and the
+/// like) must not reach the commands' output.
+fn plain_env() -> HashMap<String, String> {
+    HashMap::from([
+        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        (
+            "HOME".to_owned(),
+            std::env::var("HOME").unwrap_or_else(|_| "/".to_owned()),
+        ),
+    ])
+}
+
 async fn run(policy: SandboxPolicy, cwd: &Path, script: &str) -> ExecOutcome {
     run_with(sandbox(), policy, cwd, script).await.unwrap()
 }
@@ -45,7 +57,7 @@ async fn run_with(
         .exec(ExecRequest {
             argv: vec!["/bin/bash".into(), "-c".into(), script.into()],
             cwd: cwd.to_path_buf(),
-            env: std::env::vars().collect::<HashMap<_, _>>(),
+            env: plain_env(),
             tty: false,
             yield_time_ms: Some(30_000),
             sandbox: policy,
@@ -201,7 +213,7 @@ async fn missing_bubblewrap_is_a_clear_refusal_and_nothing_runs() {
     let spec = |sandbox| CommandExecSpec {
         argv: vec!["touch".into(), marker.display().to_string()],
         cwd: workspace.path().to_path_buf(),
-        env: std::env::vars().collect(),
+        env: plain_env(),
         env_overrides: Vec::new(),
         sandbox,
         tty: false,
@@ -236,7 +248,7 @@ async fn command_exec_runs_sandboxed_with_separate_streams() {
                 "echo hi; touch /tether-outside || echo e >&2; exit 2".into(),
             ],
             cwd: workspace.path().to_path_buf(),
-            env: std::env::vars().collect(),
+            env: plain_env(),
             env_overrides: Vec::new(),
             sandbox: SandboxPolicy::ReadOnly {
                 network_access: false,
@@ -305,7 +317,7 @@ async fn a_tty_works_inside_the_sandbox() {
                 "test -t 0 && echo on-a-tty".into(),
             ],
             cwd: workspace.path().to_path_buf(),
-            env: std::env::vars().collect::<HashMap<_, _>>(),
+            env: plain_env(),
             tty: true,
             yield_time_ms: Some(30_000),
             sandbox: workspace_write(false),
@@ -347,7 +359,7 @@ async fn killing_a_sandboxed_session_kills_the_command_inside() {
         .exec(ExecRequest {
             argv: vec!["sleep".into(), unique.clone()],
             cwd: workspace.path().to_path_buf(),
-            env: std::env::vars().collect::<HashMap<_, _>>(),
+            env: plain_env(),
             tty: false,
             yield_time_ms: Some(250),
             sandbox: workspace_write(false),

@@ -7,6 +7,10 @@
 //! is served. Device-key payloads and results are the device-key crate's own wire types, used here
 //! without its providers.
 
+/// The codex app-server protocol version tether implements, as clients read it from
+/// `initialize.userAgent`.
+pub const CODEX_PROTOCOL_VERSION: &str = "0.169.0";
+
 mod account;
 mod client_asks;
 mod config;
@@ -22,6 +26,7 @@ mod skills;
 mod status;
 mod table;
 mod thread;
+mod thread_ops;
 
 pub use account::{
     Account, AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, AuthMode,
@@ -78,10 +83,21 @@ pub use table::{
 };
 pub use tether_device_key::{DeviceKeyInfo, DeviceKeySignature};
 pub use thread::{
-    CodexErrorInfo, CwdFilter, DynamicToolSpec, EmptyResponse, ItemsView, SortDirection, Thread,
-    ThreadIdParams, ThreadItem, ThreadListParams, ThreadListResponse, ThreadLoadedListParams,
-    ThreadLoadedListResponse, ThreadReadParams, ThreadReadResponse, ThreadResumeParams,
-    ThreadSessionResponse, ThreadSortKey, ThreadStartParams, ThreadStatus,
+    CodexErrorInfo, CwdFilter, DynamicToolFunction, DynamicToolNamespace, DynamicToolSpec,
+    EmptyParams, EmptyResponse, FunctionTag, ItemsView, NamespaceTag, SortDirection, Thread,
+    ThreadHistoryMode, ThreadIdParams, ThreadItem, ThreadListParams, ThreadListResponse,
+    ThreadLoadedListParams, ThreadLoadedListResponse, ThreadReadParams, ThreadReadResponse,
+    ThreadResumeParams, ThreadSessionResponse, ThreadSortKey, ThreadStartParams, ThreadStatus,
     ThreadUnsubscribeResponse, ThreadUnsubscribeStatus, TokenUsageBreakdown, Turn, TurnError,
     TurnInterruptParams, TurnStartParams, TurnStartResponse, TurnStatus, UserInput,
+};
+pub use thread_ops::{
+    ThreadArchivedNotification, ThreadBackgroundTerminal, ThreadBackgroundTerminalsListParams,
+    ThreadBackgroundTerminalsListResponse, ThreadDeletedNotification, ThreadForkParams,
+    ThreadItemEntry, ThreadItemsListParams, ThreadItemsListResponse, ThreadMetadataUpdateParams,
+    ThreadNameUpdatedNotification, ThreadReadState, ThreadReadStateChangedNotification,
+    ThreadReadStateOperation, ThreadReadStateUpdateParams, ThreadReadStateUpdateResponse,
+    ThreadResponse, ThreadSetNameParams, ThreadTurnsListParams, ThreadTurnsListResponse,
+    ThreadUnarchivedNotification, ThreadUnreadPosition, TurnItemsView, TurnSteerParams,
+    TurnSteerResponse,
 };

@@ -4,6 +4,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::table::server_notifications;
+use crate::{
+    AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, ConfigWarningNotification,
+    ThreadArchivedNotification, ThreadDeletedNotification, ThreadNameUpdatedNotification,
+    ThreadReadStateChangedNotification, ThreadUnarchivedNotification, WarningNotification,
+};
 use crate::{Thread, ThreadGoal, ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError};
 
 /// `error`: a turn failed, or a broken stream or request is being retried.
@@ -209,4 +214,13 @@ server_notifications! {
     ServerRequestResolvedNotification => "serverRequest/resolved";
     ReasoningSummaryTextDeltaNotification => "item/reasoning/summaryTextDelta";
     ReasoningSummaryPartAddedNotification => "item/reasoning/summaryPartAdded";
+    ThreadNameUpdatedNotification => "thread/name/updated";
+    ThreadArchivedNotification => "thread/archived";
+    ThreadUnarchivedNotification => "thread/unarchived";
+    ThreadDeletedNotification => "thread/deleted";
+    ThreadReadStateChangedNotification => "thread/readState/changed";
+    AccountUpdatedNotification => "account/updated";
+    AccountRateLimitsUpdatedNotification => "account/rateLimits/updated";
+    WarningNotification => "warning";
+    ConfigWarningNotification => "configWarning";
 }

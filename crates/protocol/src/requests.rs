@@ -7,14 +7,8 @@ use serde_json::{Map, Value};
 use tether_device_key::{DeviceKeyInfo, DeviceKeySignature, ProtectionPolicy, SignPayload};
 
 use crate::table::{Route, Transports, client_requests};
-use crate::{
-    EmptyResponse, InitializeParams, InitializeResponse, TetherStatusParams, TetherStatusResponse,
-    ThreadGoalClearResponse, ThreadGoalGetResponse, ThreadGoalSetParams, ThreadGoalSetResponse,
-    ThreadIdParams, ThreadListParams, ThreadListResponse, ThreadLoadedListParams,
-    ThreadLoadedListResponse, ThreadReadParams, ThreadReadResponse, ThreadResumeParams,
-    ThreadRevertParams, ThreadRevertResponse, ThreadSessionResponse, ThreadStartParams,
-    ThreadUnsubscribeResponse, TurnInterruptParams, TurnStartParams, TurnStartResponse,
-};
+// The table names types from every module of the crate.
+use crate::*;
 
 client_requests! {
     /// Must come first on every connection.
@@ -23,16 +17,30 @@ client_requests! {
     ThreadStart => "thread/start" (ThreadStartParams) -> ThreadSessionResponse, Route::Global, InOrder;
     /// Load (if needed) and subscribe to a thread.
     ThreadResume => "thread/resume" (ThreadResumeParams) -> ThreadSessionResponse, Route::Thread, InOrder;
+    /// A new thread with another's history up to a turn.
+    ThreadFork => "thread/fork" (ThreadForkParams) -> ThreadSessionResponse, Route::Thread, InOrder;
+    /// Hide a thread from `thread/list`.
+    ThreadArchive => "thread/archive" (ThreadIdParams) -> EmptyResponse, Route::Thread, InOrder;
+    /// Remove a thread and its history.
+    ThreadDelete => "thread/delete" (ThreadIdParams) -> EmptyResponse, Route::Thread, InOrder;
     /// Stop receiving a thread's events.
     ThreadUnsubscribe => "thread/unsubscribe" (ThreadIdParams) -> ThreadUnsubscribeResponse, Route::Thread, InOrder;
+    /// Name a thread.
+    ThreadNameSet => "thread/name/set" (ThreadSetNameParams) -> EmptyResponse, Route::Thread, InOrder;
     /// Set or update the thread's goal.
     ThreadGoalSet => "thread/goal/set" (ThreadGoalSetParams) -> ThreadGoalSetResponse, Route::Thread, InOrder;
     /// The thread's goal.
     ThreadGoalGet => "thread/goal/get" (ThreadIdParams) -> ThreadGoalGetResponse, Route::Thread, InOrder;
     /// Remove the thread's goal.
     ThreadGoalClear => "thread/goal/clear" (ThreadIdParams) -> ThreadGoalClearResponse, Route::Thread, InOrder;
+    /// Update a thread's metadata.
+    ThreadMetadataUpdate => "thread/metadata/update" (ThreadMetadataUpdateParams) -> ThreadResponse, Route::Thread, InOrder;
+    /// Show an archived thread in `thread/list` again.
+    ThreadUnarchive => "thread/unarchive" (ThreadIdParams) -> ThreadResponse, Route::Thread, InOrder;
     /// Summarize the history into a compacted item.
     ThreadCompactStart => "thread/compact/start" (ThreadIdParams) -> EmptyResponse, Route::Thread, InOrder;
+    /// The processes the thread's commands left running.
+    ThreadBackgroundTerminalsList => "thread/backgroundTerminals/list" (ThreadBackgroundTerminalsListParams) -> ThreadBackgroundTerminalsListResponse, Route::Thread, InOrder;
     /// Cut the durable history before a turn.
     ThreadRevert => "thread/revert" (ThreadRevertParams) -> ThreadRevertResponse, Route::Thread, InOrder;
     /// List persisted threads.
@@ -41,10 +49,48 @@ client_requests! {
     ThreadLoadedList => "thread/loaded/list" (ThreadLoadedListParams) -> ThreadLoadedListResponse, Route::Global, InOrder;
     /// Read a thread without loading it.
     ThreadRead => "thread/read" (ThreadReadParams) -> ThreadReadResponse, Route::Thread, InOrder;
+    /// Mark a thread read or unread.
+    ThreadReadStateUpdate => "thread/readState/update" (ThreadReadStateUpdateParams) -> ThreadReadStateUpdateResponse, Route::Thread, InOrder;
+    /// A page of a thread's turns.
+    ThreadTurnsList => "thread/turns/list" (ThreadTurnsListParams) -> ThreadTurnsListResponse, Route::Thread, InOrder;
+    /// A page of a thread's items.
+    ThreadItemsList => "thread/items/list" (ThreadItemsListParams) -> ThreadItemsListResponse, Route::Thread, InOrder;
+    /// Skills for working directories.
+    SkillsList => "skills/list" (SkillsListParams) -> SkillsListResponse, Route::Global, InOrder;
+    /// Configured hooks.
+    HooksList => "hooks/list" (HooksListParams) -> HooksListResponse, Route::Global, InOrder;
+    /// Installed plugins.
+    PluginInstalled => "plugin/installed" (PluginInstalledParams) -> PluginInstalledResponse, Route::Global, InOrder;
     /// Start a turn (or steer the running one).
     TurnStart => "turn/start" (TurnStartParams) -> TurnStartResponse, Route::Thread, InOrder;
+    /// Add input to the running turn.
+    TurnSteer => "turn/steer" (TurnSteerParams) -> TurnSteerResponse, Route::Thread, InOrder;
     /// Stop the running turn.
     TurnInterrupt => "turn/interrupt" (TurnInterruptParams) -> EmptyResponse, Route::Thread, InOrder;
+    /// The model catalog.
+    ModelList => "model/list" (ModelListParams) -> ModelListResponse, Route::Global, Concurrent;
+    /// Feature flags.
+    ExperimentalFeatureList => "experimentalFeature/list" (ExperimentalFeatureListParams) -> ExperimentalFeatureListResponse, Route::Global, InOrder;
+    /// Collaboration modes.
+    CollaborationModeList => "collaborationMode/list" (CollaborationModeListParams) -> CollaborationModeListResponse, Route::Global, InOrder;
+    /// Log in (API key).
+    AccountLoginStart => "account/login/start" (LoginAccountParams) -> LoginAccountResponse, Route::Global, InOrder;
+    /// Whether Bedrock GovCloud needs a warning.
+    AccountBedrockCheckGovCloudRequirements => "account/bedrock/checkGovCloudRequirements" (BedrockCheckGovCloudRequirementsParams) -> BedrockCheckGovCloudRequirementsResponse, Route::Global, InOrder;
+    /// Log out.
+    AccountLogout => "account/logout" (EmptyParams) -> LogoutAccountResponse, Route::Global, InOrder;
+    /// The rate limits last reported by the upstream.
+    AccountRateLimitsRead => "account/rateLimits/read" (Option<GetAccountRateLimitsParams>) -> GetAccountRateLimitsResponse, Route::Global, InOrder;
+    /// The effective configuration and its layers.
+    ConfigRead => "config/read" (ConfigReadParams) -> ConfigReadResponse, Route::Global, InOrder;
+    /// Write one config value.
+    ConfigValueWrite => "config/value/write" (ConfigValueWriteParams) -> ConfigWriteResponse, Route::Global, InOrder;
+    /// Write several config values.
+    ConfigBatchWrite => "config/batchWrite" (ConfigBatchWriteParams) -> ConfigWriteResponse, Route::Global, InOrder;
+    /// Managed requirements on the configuration.
+    ConfigRequirementsRead => "configRequirements/read" (EmptyParams) -> ConfigRequirementsReadResponse, Route::Global, InOrder;
+    /// The logged-in account.
+    AccountRead => "account/read" (GetAccountParams) -> GetAccountResponse, Route::Global, InOrder;
     /// tether's own introspection for the server's owner (`tether status`).
     TetherStatus => "tether/status" (TetherStatusParams) -> TetherStatusResponse, Route::Local(Transports::Owner), InOrder;
     /// Create a device key.

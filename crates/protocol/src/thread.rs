@@ -33,6 +33,9 @@ pub struct Thread {
     pub originator: Option<String>,
     pub source: String,
     pub name: Option<String>,
+    /// How clients page its history: always `paginated` for tether's threads.
+    #[serde(default)]
+    pub history_mode: ThreadHistoryMode,
     /// Filled only by `thread/resume` and `thread/read` with turns.
     pub turns: Vec<Turn>,
 }
@@ -47,6 +50,17 @@ impl ThreadStatus {
             ThreadStatus::Active { .. } => "active",
         }
     }
+}
+
+/// How a thread's history is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ThreadHistoryMode {
+    /// Whole, with `thread/read`.
+    Legacy,
+    /// In pages, with `thread/turns/list` and `thread/items/list`.
+    #[default]
+    Paginated,
 }
 
 /// A loaded thread's state.
@@ -217,6 +231,33 @@ impl ThreadItem {
             | ThreadItem::Reasoning { id, .. } => id,
         }
     }
+
+    /// When the item started and completed (Unix milliseconds), where it records that.
+    pub fn times(&self) -> (Option<i64>, Option<i64>) {
+        match self {
+            ThreadItem::UserMessage {
+                started_at_ms,
+                completed_at_ms,
+                ..
+            }
+            | ThreadItem::AgentMessage {
+                started_at_ms,
+                completed_at_ms,
+                ..
+            }
+            | ThreadItem::DynamicToolCall {
+                started_at_ms,
+                completed_at_ms,
+                ..
+            }
+            | ThreadItem::Reasoning {
+                started_at_ms,
+                completed_at_ms,
+                ..
+            } => (*started_at_ms, *completed_at_ms),
+            ThreadItem::ContextCompaction { .. } => (None, None),
+        }
+    }
 }
 
 /// One piece of user input.
@@ -252,12 +293,63 @@ pub struct ThreadStartParams {
     pub ephemeral: Option<bool>,
     /// Tools the client implements (experimental).
     pub dynamic_tools: Option<Vec<DynamicToolSpec>>,
+    /// When to ask before acting; echoed in the response.
+    pub approval_policy: Option<crate::AskForApproval>,
+    /// Who reviews approvals; echoed in the response.
+    pub approvals_reviewer: Option<crate::ApprovalsReviewer>,
+    /// The sandbox; echoed in the response.
+    pub sandbox: Option<crate::SandboxMode>,
 }
 
-/// A tool the client implements: the model calls it, the server asks the client.
+/// A tool the client implements, or a namespace of them: the model calls it, the server asks
+/// the client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DynamicToolSpec {
+    /// Functions grouped under one name.
+    Namespace(DynamicToolNamespace),
+    /// One function (`type` may be left out).
+    Function(DynamicToolFunction),
+}
+
+/// The tag of a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceTag {
+    /// `"namespace"`.
+    Namespace,
+}
+
+/// The tag of a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionTag {
+    /// `"function"`.
+    Function,
+}
+
+/// Client functions grouped under one name, as the model sees them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DynamicToolSpec {
+pub struct DynamicToolNamespace {
+    /// `"namespace"`.
+    pub r#type: NamespaceTag,
+    /// The namespace's name.
+    pub name: String,
+    /// What its tools are for.
+    #[serde(default)]
+    pub description: String,
+    /// Its functions.
+    pub tools: Vec<DynamicToolFunction>,
+}
+
+/// One client function.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicToolFunction {
+    /// `"function"`, or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<FunctionTag>,
     /// The function name the model sees.
     pub name: String,
     /// What it does, for the model.
@@ -266,6 +358,9 @@ pub struct DynamicToolSpec {
     /// JSON Schema of its arguments.
     #[serde(default = "empty_object_schema")]
     pub input_schema: Value,
+    /// Loaded only when the model searches for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defer_loading: Option<bool>,
 }
 
 fn empty_object_schema() -> Value {
@@ -289,6 +384,15 @@ pub struct ThreadResumeParams {
     /// Metadata only: `thread.turns` is empty.
     #[serde(default)]
     pub exclude_turns: bool,
+    /// When to ask before acting, from now on; echoed in the response.
+    #[serde(default)]
+    pub approval_policy: Option<crate::AskForApproval>,
+    /// Who reviews approvals, from now on; echoed in the response.
+    #[serde(default)]
+    pub approvals_reviewer: Option<crate::ApprovalsReviewer>,
+    /// The sandbox from now on; echoed in the response.
+    #[serde(default)]
+    pub sandbox: Option<crate::SandboxMode>,
 }
 
 /// `thread/read` params.
@@ -343,6 +447,8 @@ pub struct ThreadListParams {
     pub model_providers: Option<Vec<String>>,
     pub cwd: Option<CwdFilter>,
     pub search_term: Option<String>,
+    /// Archived threads instead of the others.
+    pub archived: Option<bool>,
 }
 
 /// `thread/loaded/list` params.
@@ -368,6 +474,9 @@ pub struct TurnStartParams {
     /// Model for this turn and later ones.
     #[serde(default)]
     pub model: Option<String>,
+    /// JSON Schema the final answer must follow (`text.format` upstream).
+    #[serde(default)]
+    pub output_schema: Option<Value>,
 }
 
 /// `turn/interrupt` params.
@@ -426,6 +535,12 @@ pub struct ThreadSessionResponse {
     pub sandbox: crate::SandboxPolicy,
     /// The reasoning effort, if set.
     pub reasoning_effort: Option<String>,
+    /// `thread/turns/list` cursor (descending) that starts at the newest turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns_backwards_cursor: Option<String>,
+    /// `thread/items/list` cursor (descending) that starts at the newest item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_backwards_cursor: Option<String>,
 }
 
 /// What `thread/unsubscribe` found.
@@ -486,3 +601,13 @@ pub struct TurnStartResponse {
 /// An empty result: `{}`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmptyResponse {}
+
+/// Params of a method that takes none: absent, `null`, or any object (members are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct EmptyParams {}
+
+impl<'de> Deserialize<'de> for EmptyParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| EmptyParams {})
+    }
+}

@@ -160,6 +160,14 @@ impl ConfigOverrides {
             .map(ConfigOverrides)
     }
 
+    /// Each override as a dotted key and its value.
+    pub fn dotted(&self) -> Vec<(String, toml::Value)> {
+        self.0
+            .iter()
+            .map(|(path, value)| (path.join("."), value.clone()))
+            .collect()
+    }
+
     /// Sets every override in `table`, creating the tables on its path; a value that is in the
     /// way of the path is replaced by a table.
     fn apply(&self, table: &mut toml::Table) {

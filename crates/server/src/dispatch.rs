@@ -50,54 +50,154 @@ pub async fn request(
         connection: Arc::clone(connection),
         trace,
     };
+    use crate::catalog;
+    use crate::threads;
     use ClientRequest as R;
     match request {
         R::Initialize(params) => initialize(ctx, params, Reply::new(responder)).await,
-        R::ThreadStart(p) => {
-            defer::<methods::ThreadStart>(ctx, p, responder, crate::threads::start).await
-        }
+        R::ThreadStart(p) => defer::<methods::ThreadStart>(ctx, p, responder, threads::start).await,
         R::ThreadResume(p) => {
-            defer::<methods::ThreadResume>(ctx, p, responder, crate::threads::resume).await
+            defer::<methods::ThreadResume>(ctx, p, responder, threads::resume).await
+        }
+        R::ThreadFork(p) => defer::<methods::ThreadFork>(ctx, p, responder, threads::fork).await,
+        R::ThreadArchive(p) => {
+            answer::<methods::ThreadArchive, _, _>(ctx, p, responder, threads::archive).await
+        }
+        R::ThreadDelete(p) => {
+            defer::<methods::ThreadDelete>(ctx, p, responder, threads::delete).await
         }
         R::ThreadUnsubscribe(p) => {
-            defer::<methods::ThreadUnsubscribe>(ctx, p, responder, crate::threads::unsubscribe)
-                .await
+            defer::<methods::ThreadUnsubscribe>(ctx, p, responder, threads::unsubscribe).await
+        }
+        R::ThreadNameSet(p) => {
+            defer::<methods::ThreadNameSet>(ctx, p, responder, threads::name_set).await
         }
         R::ThreadGoalSet(p) => {
-            defer::<methods::ThreadGoalSet>(ctx, p, responder, crate::threads::goal_set).await
+            defer::<methods::ThreadGoalSet>(ctx, p, responder, threads::goal_set).await
         }
         R::ThreadGoalGet(p) => {
-            defer::<methods::ThreadGoalGet>(ctx, p, responder, crate::threads::goal_get).await
+            defer::<methods::ThreadGoalGet>(ctx, p, responder, threads::goal_get).await
         }
         R::ThreadGoalClear(p) => {
-            defer::<methods::ThreadGoalClear>(ctx, p, responder, crate::threads::goal_clear).await
+            defer::<methods::ThreadGoalClear>(ctx, p, responder, threads::goal_clear).await
+        }
+        R::ThreadMetadataUpdate(p) => {
+            defer::<methods::ThreadMetadataUpdate>(ctx, p, responder, threads::metadata_update)
+                .await
+        }
+        R::ThreadUnarchive(p) => {
+            answer::<methods::ThreadUnarchive, _, _>(ctx, p, responder, threads::unarchive).await
         }
         R::ThreadCompactStart(p) => {
-            defer::<methods::ThreadCompactStart>(ctx, p, responder, crate::threads::compact).await
+            defer::<methods::ThreadCompactStart>(ctx, p, responder, threads::compact).await
         }
-        R::ThreadRevert(p) => {
-            defer::<methods::ThreadRevert>(ctx, p, responder, crate::threads::revert).await
-        }
-        R::ThreadList(p) => {
-            answer::<methods::ThreadList, _, _>(ctx, p, responder, crate::threads::list).await
-        }
-        R::ThreadLoadedList(p) => {
-            answer::<methods::ThreadLoadedList, _, _>(
+        R::ThreadBackgroundTerminalsList(p) => {
+            answer::<methods::ThreadBackgroundTerminalsList, _, _>(
                 ctx,
                 p,
                 responder,
-                crate::threads::loaded_list,
+                threads::background_terminals,
             )
             .await
         }
-        R::ThreadRead(p) => {
-            defer::<methods::ThreadRead>(ctx, p, responder, crate::threads::read).await
+        R::ThreadRevert(p) => {
+            defer::<methods::ThreadRevert>(ctx, p, responder, threads::revert).await
+        }
+        R::ThreadList(p) => {
+            answer::<methods::ThreadList, _, _>(ctx, p, responder, threads::list).await
+        }
+        R::ThreadLoadedList(p) => {
+            answer::<methods::ThreadLoadedList, _, _>(ctx, p, responder, threads::loaded_list).await
+        }
+        R::ThreadRead(p) => defer::<methods::ThreadRead>(ctx, p, responder, threads::read).await,
+        R::ThreadReadStateUpdate(p) => {
+            defer::<methods::ThreadReadStateUpdate>(ctx, p, responder, threads::read_state_update)
+                .await
+        }
+        R::ThreadTurnsList(p) => {
+            defer::<methods::ThreadTurnsList>(ctx, p, responder, threads::turns_list).await
+        }
+        R::ThreadItemsList(p) => {
+            defer::<methods::ThreadItemsList>(ctx, p, responder, threads::items_list).await
+        }
+        R::SkillsList(p) => {
+            answer::<methods::SkillsList, _, _>(ctx, p, responder, catalog::skills).await
+        }
+        R::HooksList(p) => {
+            answer::<methods::HooksList, _, _>(ctx, p, responder, catalog::hooks).await
+        }
+        R::PluginInstalled(p) => {
+            answer::<methods::PluginInstalled, _, _>(ctx, p, responder, catalog::plugins).await
         }
         R::TurnStart(p) => {
-            defer::<methods::TurnStart>(ctx, p, responder, crate::threads::turn_start).await
+            defer::<methods::TurnStart>(ctx, p, responder, threads::turn_start).await
         }
+        R::TurnSteer(p) => defer::<methods::TurnSteer>(ctx, p, responder, threads::steer).await,
         R::TurnInterrupt(p) => {
-            defer::<methods::TurnInterrupt>(ctx, p, responder, crate::threads::interrupt).await
+            defer::<methods::TurnInterrupt>(ctx, p, responder, threads::interrupt).await
+        }
+        R::ModelList(p) => {
+            answer::<methods::ModelList, _, _>(ctx, p, responder, catalog::model_list).await
+        }
+        R::ExperimentalFeatureList(p) => {
+            answer::<methods::ExperimentalFeatureList, _, _>(ctx, p, responder, catalog::features)
+                .await
+        }
+        R::CollaborationModeList(p) => {
+            answer::<methods::CollaborationModeList, _, _>(
+                ctx,
+                p,
+                responder,
+                catalog::collaboration_modes,
+            )
+            .await
+        }
+        R::AccountLoginStart(p) => {
+            answer::<methods::AccountLoginStart, _, _>(ctx, p, responder, catalog::login).await
+        }
+        R::AccountBedrockCheckGovCloudRequirements(p) => {
+            answer::<methods::AccountBedrockCheckGovCloudRequirements, _, _>(
+                ctx,
+                p,
+                responder,
+                catalog::bedrock_check,
+            )
+            .await
+        }
+        R::AccountLogout(p) => {
+            answer::<methods::AccountLogout, _, _>(ctx, p, responder, catalog::logout).await
+        }
+        R::AccountRateLimitsRead(p) => {
+            answer::<methods::AccountRateLimitsRead, _, _>(ctx, p, responder, catalog::rate_limits)
+                .await
+        }
+        R::ConfigRead(p) => {
+            answer::<methods::ConfigRead, _, _>(ctx, p, responder, catalog::config_read).await
+        }
+        R::ConfigValueWrite(p) => {
+            answer::<methods::ConfigValueWrite, _, _>(ctx, p, responder, catalog::config_write)
+                .await
+        }
+        R::ConfigBatchWrite(p) => {
+            answer::<methods::ConfigBatchWrite, _, _>(
+                ctx,
+                p,
+                responder,
+                catalog::config_batch_write,
+            )
+            .await
+        }
+        R::ConfigRequirementsRead(p) => {
+            answer::<methods::ConfigRequirementsRead, _, _>(
+                ctx,
+                p,
+                responder,
+                catalog::requirements,
+            )
+            .await
+        }
+        R::AccountRead(p) => {
+            answer::<methods::AccountRead, _, _>(ctx, p, responder, catalog::account_read).await
         }
         R::TetherStatus(p) => {
             answer::<methods::TetherStatus, _, _>(ctx, p, responder, crate::status::handle).await

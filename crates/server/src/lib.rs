@@ -11,6 +11,7 @@
 
 mod account;
 mod attestation;
+mod catalog;
 mod client_catalog;
 mod config;
 mod config_rpc;

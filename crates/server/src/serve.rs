@@ -81,6 +81,8 @@ pub struct ServeOptions {
     pub home: Home,
     /// Loaded configuration.
     pub config: Config,
+    /// The `-c` overrides it was loaded with (`config/read` shows them as their own layer).
+    pub overrides: crate::ConfigOverrides,
     /// The listeners; stdio at most once.
     pub listen: Vec<ListenAddress>,
     /// Queue and frame sizes.
@@ -116,6 +118,7 @@ pub struct Server {
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     pub(crate) limits: Limits,
+    pub(crate) catalog: crate::catalog::Catalog,
 }
 
 enum Bound {
@@ -153,6 +156,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         limits: options.limits,
+        catalog: crate::catalog::Catalog::new(&options.home, &options.overrides),
     });
     tokio::spawn(stop_on_signal(server.shutdown.clone()));
     let mut sockets = Vec::new();

@@ -1,5 +1,7 @@
 //! The `userAgent` of `initialize`, in the real server's format:
-//! `<server>/<version> (<os> <os version>; <arch>) <terminal> (<client name>; <client version>)`.
+//! `<client name>/<protocol version> (<os> <os version>; <arch>) <terminal> (<client name>; <client version>)`.
+//! Clients parse the version after the first `/` to decide what the server supports, so it is
+//! the codex protocol version tether implements, not tether's own version.
 
 use std::sync::OnceLock;
 
@@ -10,8 +12,8 @@ fn platform() -> &'static str {
     static PLATFORM: OnceLock<String> = OnceLock::new();
     PLATFORM.get_or_init(|| {
         format!(
-            "tether/{} ({}; {}) {}",
-            env!("CARGO_PKG_VERSION"),
+            "/{} ({}; {}) {}",
+            tether_protocol::CODEX_PROTOCOL_VERSION,
             header_safe(&operating_system()),
             std::env::consts::ARCH,
             terminal(),
@@ -68,7 +70,8 @@ fn header_safe(text: &str) -> String {
 /// The full user agent for a client.
 pub fn user_agent(client: &ClientInfo) -> String {
     format!(
-        "{} ({}; {})",
+        "{}{} ({}; {})",
+        client.name,
         platform(),
         client.name,
         header_safe(&client.version)
@@ -87,8 +90,8 @@ mod tests {
             title: None,
         };
         let agent = user_agent(&client);
-        let prefix = format!("tether/{} (", env!("CARGO_PKG_VERSION"));
-        assert!(agent.starts_with(&prefix), "{agent}");
+        let prefix = "probe/0.169.0 (";
+        assert!(agent.starts_with(prefix), "{agent}");
         assert!(agent.ends_with(" (probe; 1.0)"), "{agent}");
         assert!(
             agent.contains(&format!("; {}) ", std::env::consts::ARCH)),

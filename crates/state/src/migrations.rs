@@ -38,6 +38,10 @@ const MIGRATIONS: &[&str] = &[
         thread_id TEXT PRIMARY KEY,
         usage TEXT NOT NULL
     );",
+    // 5: archived threads leave listings; threads with no completed turn are not listed (rows
+    // from before this version are assumed to have one).
+    "ALTER TABLE threads ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE threads ADD COLUMN listed INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The version a fully migrated database has.

@@ -50,6 +50,8 @@ pub struct ThreadQuery {
     pub cwds: Vec<String>,
     /// Only threads whose preview contains this text.
     pub search: Option<String>,
+    /// Archived threads instead of the others.
+    pub archived: bool,
 }
 
 /// A page of threads and the cursor of the next page, if any.
@@ -60,8 +62,8 @@ impl StateDb {
     pub async fn insert_thread(&self, record: ThreadRecord) -> Result<(), StateError> {
         self.run(move |c| {
             c.execute(
-                "INSERT INTO threads (id, created_at, updated_at, preview, model_provider, cwd, metadata)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO threads (id, created_at, updated_at, preview, model_provider, cwd, metadata, listed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
                 params![record.id, record.created_at, record.updated_at, record.preview, record.model_provider, record.cwd, record.metadata],
             )
         })
@@ -69,7 +71,8 @@ impl StateDb {
         .map(drop)
     }
 
-    /// Updates what changes as a thread is used.
+    /// Updates what changes as a thread is used. A touched thread has had a turn, so listings
+    /// show it from now on.
     pub async fn touch_thread(
         &self,
         id: &str,
@@ -79,12 +82,57 @@ impl StateDb {
         let (id, preview) = (id.to_owned(), preview.to_owned());
         self.run(move |c| {
             c.execute(
-                "UPDATE threads SET updated_at = ?2, preview = ?3 WHERE id = ?1",
+                "UPDATE threads SET updated_at = ?2, preview = ?3, listed = 1 WHERE id = ?1",
                 params![id, updated_at, preview],
             )
         })
         .await
         .map(drop)
+    }
+
+    /// Replaces the caller's JSON of thread `id`; false when it is not indexed.
+    pub async fn set_thread_metadata(
+        &self,
+        id: &str,
+        metadata: String,
+    ) -> Result<bool, StateError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE threads SET metadata = ?2 WHERE id = ?1",
+                params![id, metadata],
+            )
+        })
+        .await
+        .map(|updated| updated > 0)
+    }
+
+    /// Archives (or unarchives) thread `id`; false when it is not indexed.
+    pub async fn set_thread_archived(&self, id: &str, archived: bool) -> Result<bool, StateError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE threads SET archived = ?2 WHERE id = ?1",
+                params![id, archived],
+            )
+        })
+        .await
+        .map(|updated| updated > 0)
+    }
+
+    /// Removes thread `id` with its goal and token usage, in one transaction; false when it was
+    /// not indexed.
+    pub async fn delete_thread(&self, id: &str) -> Result<bool, StateError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let transaction = c.unchecked_transaction()?;
+            transaction.execute("DELETE FROM thread_goals WHERE thread_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM thread_token_usage WHERE thread_id = ?1", [&id])?;
+            let deleted = transaction.execute("DELETE FROM threads WHERE id = ?1", [&id])?;
+            transaction.commit()?;
+            Ok(deleted > 0)
+        })
+        .await
     }
 
     /// The thread with `id`, if indexed.
@@ -109,8 +157,8 @@ impl StateDb {
                 SortKey::UpdatedAt => "updated_at",
             };
             let (direction, after) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
-            let mut sql = "SELECT id, created_at, updated_at, preview, model_provider, cwd, metadata FROM threads WHERE 1 = 1".to_owned();
-            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let mut sql = "SELECT id, created_at, updated_at, preview, model_provider, cwd, metadata FROM threads WHERE listed = 1 AND archived = ?".to_owned();
+            let mut values: Vec<rusqlite::types::Value> = vec![i64::from(query.archived).into()];
             if let Some((stamp, id)) = query.cursor.as_deref().and_then(parse_cursor) {
                 sql.push_str(&format!(" AND ({column}, id) {after} (?, ?)"));
                 values.push(stamp.into());

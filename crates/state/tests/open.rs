@@ -65,7 +65,7 @@ async fn fresh_database_has_the_bindings_table_and_keeps_rows_across_reopen() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -102,7 +102,7 @@ fn newer_schema_is_refused_without_touching_it() {
     assert_eq!(
         err.to_string(),
         format!(
-            "state database {} has schema version 42, newer than the 4 this tether knows; use a newer tether",
+            "state database {} has schema version 42, newer than the 5 this tether knows; use a newer tether",
             path.display()
         )
     );
@@ -210,6 +210,20 @@ async fn thread_index_touch_and_pages() {
         };
         db.insert_thread(record).await.unwrap();
     }
+    db.insert_thread(ThreadRecord {
+        id: "untouched".into(),
+        created_at: 900,
+        updated_at: 900,
+        preview: String::new(),
+        model_provider: "p".into(),
+        cwd: "/".into(),
+        metadata: "{}".into(),
+    })
+    .await
+    .unwrap();
+    for (id, stamp) in [("b", 101), ("c", 102)] {
+        db.touch_thread(id, stamp, "").await.unwrap();
+    }
     db.touch_thread("a", 500, "needle").await.unwrap();
     let a = db.thread("a").await.unwrap().unwrap();
     assert_eq!((a.updated_at, a.preview.as_str()), (500, "needle"));
@@ -221,7 +235,9 @@ async fn thread_index_touch_and_pages() {
         model_providers: vec![],
         cwds: vec![],
         search: None,
+        archived: false,
     };
+    // A thread that never had a turn is not listed.
     let (rows, next) = db
         .list_threads(query(SortKey::UpdatedAt, None))
         .await
@@ -239,4 +255,26 @@ async fn thread_index_touch_and_pages() {
         ["b"]
     );
     assert_eq!(next, None);
+    // Archived threads leave the listing and are listed on their own.
+    assert!(db.set_thread_archived("c", true).await.unwrap());
+    let (rows, _) = db
+        .list_threads(query(SortKey::UpdatedAt, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let archived = ThreadQuery {
+        archived: true,
+        ..query(SortKey::UpdatedAt, None)
+    };
+    let (rows, _) = db.list_threads(archived).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+    assert!(db.delete_thread("c").await.unwrap());
+    assert!(db.thread("c").await.unwrap().is_none());
+    assert!(!db.delete_thread("c").await.unwrap());
 }

@@ -12,7 +12,7 @@ mod sse;
 mod stream;
 
 pub use events::{OutputItem, ResponseEvent, Usage};
-pub use request::{ContentPart, InputItem, ResponsesRequest, Role, Tool};
+pub use request::{ContentPart, InputItem, ResponsesRequest, Role, TextControls, TextFormat, Tool};
 pub use stream::{
     Endpoint, HeaderHook, HeadersFuture, NoExtraHeaders, ResponseStream, Upstream, UpstreamError,
 };

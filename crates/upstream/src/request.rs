@@ -23,6 +23,31 @@ pub struct ResponsesRequest {
     pub store: bool,
     /// Always true: tether reads the event stream.
     pub stream: bool,
+    /// The output format, when the final answer must follow a schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextControls>,
+}
+
+/// `text` of a request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TextControls {
+    /// The format of the answer.
+    pub format: TextFormat,
+}
+
+/// An answer format.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TextFormat {
+    /// JSON that follows `schema`.
+    JsonSchema {
+        /// The format's name.
+        name: String,
+        /// The JSON Schema.
+        schema: Value,
+        /// Whether the schema is enforced exactly.
+        strict: bool,
+    },
 }
 
 /// Who a message is from.
@@ -116,5 +141,14 @@ pub enum Tool {
         parameters: Value,
         /// Whether the arguments must match the schema exactly.
         strict: bool,
+    },
+    /// Functions grouped under one name.
+    Namespace {
+        /// Its name.
+        name: String,
+        /// What its functions are for.
+        description: String,
+        /// Its functions.
+        tools: Vec<Tool>,
     },
 }

@@ -125,6 +125,11 @@ impl Upstream {
         Ok(Upstream { http, endpoint })
     }
 
+    /// Where requests go, and the headers they carry.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// Sends `body` (a Responses request; `stream` is forced on) and returns the event stream.
     /// Failures before streaming starts are retried per [`Endpoint::request_max_retries`], each
     /// attempt with fresh hook headers. Dropping the stream cancels the request.

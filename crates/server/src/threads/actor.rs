@@ -11,30 +11,36 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tether_protocol::server_requests::DynamicToolCall;
 use tether_protocol::{
-    AgentMessageDeltaNotification, CodexErrorInfo, DynamicToolCallOutputContentItem,
-    DynamicToolCallParams, DynamicToolCallResponse, EmptyResponse, ErrorNotification,
+    AgentMessageDeltaNotification, ApprovalsReviewer, AskForApproval, CodexErrorInfo,
+    DynamicToolCallOutputContentItem, DynamicToolCallParams, DynamicToolCallResponse,
+    DynamicToolFunction, DynamicToolSpec, EmptyResponse, ErrorNotification,
     ItemCompletedNotification, ItemStartedNotification, ItemsView, Notification, Outgoing,
-    ReasoningSummaryPartAddedNotification, ReasoningSummaryTextDeltaNotification,
-    ServerRequestResolvedNotification, Thread, ThreadClosedNotification, ThreadGoal,
-    ThreadGoalClearResponse, ThreadGoalClearedNotification, ThreadGoalGetResponse,
+    ReasoningSummaryPartAddedNotification, ReasoningSummaryTextDeltaNotification, SandboxMode,
+    ServerRequestResolvedNotification, Thread, ThreadClosedNotification, ThreadDeletedNotification,
+    ThreadGoal, ThreadGoalClearResponse, ThreadGoalClearedNotification, ThreadGoalGetResponse,
     ThreadGoalSetParams, ThreadGoalSetResponse, ThreadGoalUpdatedNotification, ThreadItem,
-    ThreadReadResponse, ThreadRevertResponse, ThreadStartedNotification, ThreadStatus,
-    ThreadStatusChangedNotification, ThreadTokenUsage, ThreadTokenUsageUpdatedNotification,
+    ThreadItemsListParams, ThreadNameUpdatedNotification, ThreadReadResponse, ThreadReadState,
+    ThreadReadStateChangedNotification, ThreadReadStateOperation, ThreadReadStateUpdateParams,
+    ThreadReadStateUpdateResponse, ThreadResponse, ThreadRevertResponse, ThreadStartedNotification,
+    ThreadStatus, ThreadStatusChangedNotification, ThreadTokenUsage,
+    ThreadTokenUsageUpdatedNotification, ThreadTurnsListParams, ThreadUnreadPosition,
     ThreadUnsubscribeResponse, ThreadUnsubscribeStatus, TokenUsageBreakdown, Turn,
     TurnCompletedNotification, TurnError, TurnStartParams, TurnStartResponse,
-    TurnStartedNotification, TurnStatus, UserInput, methods, now_ms,
+    TurnStartedNotification, TurnStatus, TurnSteerParams, TurnSteerResponse, UserInput, methods,
+    now_ms,
 };
 use tether_upstream::{
-    ContentPart, InputItem, OutputItem, ResponseEvent, ResponsesRequest, Role, Tool, UpstreamError,
-    Usage,
+    ContentPart, InputItem, OutputItem, ResponseEvent, ResponsesRequest, Role, TextControls,
+    TextFormat, Tool, UpstreamError, Usage,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::goals;
 use super::history::HistoryLog;
+use super::pages;
 use super::sampler::{RoundHeaders, Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
@@ -69,7 +75,29 @@ thread_requests! {
     /// Answer the `thread/start` that created the thread.
     Started(ThreadStart) {}
     /// `thread/resume`; `cold` when this request loaded the thread.
-    Resume(ThreadResume) { exclude_turns: bool, cold: bool }
+    Resume(ThreadResume) {
+        exclude_turns: bool,
+        cold: bool,
+        approval_policy: Option<AskForApproval>,
+        approvals_reviewer: Option<ApprovalsReviewer>,
+        sandbox: Option<SandboxMode>
+    }
+    /// Answer the `thread/fork` that created the thread.
+    Forked(ThreadFork) { exclude_turns: bool }
+    /// `thread/name/set`.
+    NameSet(ThreadNameSet) { name: String }
+    /// `thread/metadata/update`.
+    MetadataUpdate(ThreadMetadataUpdate) { project_id: Option<Option<String>> }
+    /// `thread/delete` of a loaded thread.
+    Delete(ThreadDelete) {}
+    /// `thread/readState/update`.
+    ReadStateUpdate(ThreadReadStateUpdate) { params: ThreadReadStateUpdateParams }
+    /// `thread/turns/list`.
+    TurnsList(ThreadTurnsList) { params: ThreadTurnsListParams }
+    /// `thread/items/list`.
+    ItemsList(ThreadItemsList) { params: ThreadItemsListParams }
+    /// `turn/steer`.
+    Steer(TurnSteer) { params: TurnSteerParams, trace: Trace }
     /// `thread/unsubscribe`.
     Unsubscribe(ThreadUnsubscribe) {}
     /// `thread/read` of a loaded thread.
@@ -100,6 +128,8 @@ pub enum Command {
     Sampled { generation: u64, sampled: Sampled },
     /// A client answered the tool call request `request_id`.
     ToolAnswered { request_id: i64, answer: Answer },
+    /// What a fork copies: the thread, its settings and its history.
+    Snapshot(oneshot::Sender<(Thread, Settings, Vec<Turn>)>),
 }
 
 /// A tool call the model made, waiting for a client's answer.
@@ -135,6 +165,8 @@ struct ActiveTurn {
     tokens: i64,
     /// The turn's span (a child of the request that started it) and trace context.
     trace: Trace,
+    /// The JSON Schema its final answer must follow, if the client gave one.
+    output_schema: Option<Value>,
 }
 
 impl ActiveTurn {
@@ -168,6 +200,7 @@ impl ActiveTurn {
             compaction: compaction_item.map(|id| (id, String::new())),
             tokens: 0,
             trace,
+            output_schema: None,
         }
     }
 }
@@ -191,6 +224,10 @@ pub struct Actor {
     status: watch::Sender<ThreadStatus>,
     mailbox: mpsc::Receiver<Command>,
     myself: mpsc::Sender<Command>,
+    /// Where the unread part starts; in memory only.
+    read_state: ThreadReadState,
+    /// Set when the thread was deleted: the actor leaves memory after this request.
+    unload_now: bool,
 }
 
 impl Actor {
@@ -219,6 +256,11 @@ impl Actor {
             status,
             mailbox,
             myself,
+            read_state: ThreadReadState {
+                first_unread: None,
+                revision: uuid::Uuid::now_v7().to_string(),
+            },
+            unload_now: false,
         }
     }
 
@@ -268,7 +310,13 @@ impl Actor {
             }
             tokio::select! {
                 command = self.mailbox.recv() => match command {
-                    Some(command) => self.handle(command).await,
+                    Some(command) => {
+                        self.handle(command).await;
+                        if self.unload_now {
+                            self.unload().await;
+                            return;
+                        }
+                    }
                     None => return,
                 },
                 _ = sleep_until(unload_at) => {
@@ -304,6 +352,10 @@ impl Actor {
             Command::ToolAnswered { request_id, answer } => {
                 self.tool_answered(request_id, answer).await
             }
+            Command::Snapshot(sender) => {
+                let history = self.thread_object(true).turns;
+                let _ = sender.send((self.thread_object(false), self.settings.clone(), history));
+            }
         }
     }
 
@@ -312,9 +364,11 @@ impl Actor {
             ThreadRequest::Started { reply } => {
                 let connection = reply.connection().id();
                 self.subscribe(connection);
-                let response = self
-                    .threads()
-                    .session_response(self.thread_object(false), &self.settings);
+                let response = self.threads().session_response(
+                    self.thread_object(false),
+                    &self.settings,
+                    &self.history,
+                );
                 reply.ok(response).await;
                 let thread = self.thread_object(false);
                 self.broadcast(&ThreadStartedNotification { thread }).await;
@@ -323,7 +377,105 @@ impl Actor {
                 reply,
                 exclude_turns,
                 cold,
-            } => self.resume(reply, exclude_turns, cold).await,
+                approval_policy,
+                approvals_reviewer,
+                sandbox,
+            } => {
+                self.settings
+                    .update(approval_policy, approvals_reviewer, sandbox);
+                self.resume(reply, exclude_turns, cold).await
+            }
+            ThreadRequest::Forked {
+                reply,
+                exclude_turns,
+            } => {
+                self.subscribe(reply.connection().id());
+                let thread = self.thread_object(!exclude_turns);
+                let response =
+                    self.threads()
+                        .session_response(thread, &self.settings, &self.history);
+                reply.ok(response).await;
+                let thread = self.thread_object(false);
+                self.broadcast(&ThreadStartedNotification { thread }).await;
+            }
+            ThreadRequest::NameSet { reply, name } => {
+                let name = Some(name.trim().to_owned()).filter(|name| !name.is_empty());
+                self.thread.name = name.clone();
+                match self.save_metadata().await {
+                    Ok(()) => {
+                        reply.ok(EmptyResponse {}).await;
+                        let params = ThreadNameUpdatedNotification {
+                            thread_id: self.thread.id.clone(),
+                            thread_name: name,
+                        };
+                        self.broadcast(&params).await;
+                    }
+                    Err(error) => reply.error(error).await,
+                }
+            }
+            ThreadRequest::MetadataUpdate { reply, project_id } => {
+                if let Some(project_id) = project_id {
+                    self.thread.project_id = project_id;
+                }
+                let result = self.save_metadata().await.map(|()| ThreadResponse {
+                    thread: self.thread_object(false),
+                });
+                reply.send(result).await;
+            }
+            ThreadRequest::Delete { reply } => {
+                if self.active.is_some() {
+                    let error =
+                        ServerError::invalid("cannot delete a thread while a turn is running");
+                    return reply.error(error).await;
+                }
+                match super::delete_stored(self.threads(), &self.thread.id).await {
+                    Ok(()) => {
+                        reply.ok(EmptyResponse {}).await;
+                        let thread_id = self.thread.id.clone();
+                        self.broadcast(&ThreadDeletedNotification { thread_id })
+                            .await;
+                        self.log = None;
+                        self.subscribers.send_replace(BTreeSet::new());
+                        self.unload_now = true;
+                    }
+                    Err(error) => reply.error(error).await,
+                }
+            }
+            ThreadRequest::ReadStateUpdate { reply, params } => {
+                let result = self.update_read_state(params);
+                let changed = result.is_ok();
+                reply.send(result).await;
+                if changed {
+                    self.announce_read_state().await;
+                }
+            }
+            ThreadRequest::TurnsList { reply, params } => {
+                let turns = self.thread_object(true).turns;
+                let page = pages::turns(
+                    &turns,
+                    params.cursor.as_deref(),
+                    params.limit,
+                    params.sort_direction,
+                    params.items_view,
+                );
+                reply.send(page).await;
+            }
+            ThreadRequest::ItemsList { reply, params } => {
+                let turns = self.thread_object(true).turns;
+                let entries = pages::entries(&turns, params.turn_id.as_deref());
+                let page = pages::items(
+                    entries,
+                    params.cursor.as_deref(),
+                    params.limit,
+                    params.sort_direction,
+                );
+                reply.send(page).await;
+            }
+            ThreadRequest::Steer {
+                reply,
+                params,
+                trace,
+            } => self.steer(reply, params, trace).await,
             ThreadRequest::Unsubscribe { reply } => {
                 let status = if self.unsubscribe(reply.connection().id()) {
                     ThreadUnsubscribeStatus::Unsubscribed
@@ -403,7 +555,9 @@ impl Actor {
         }
         let connection = Arc::clone(reply.connection());
         let thread = self.thread_object(!exclude_turns);
-        let response = self.threads().session_response(thread, &self.settings);
+        let response = self
+            .threads()
+            .session_response(thread, &self.settings, &self.history);
         reply.ok(response).await;
         if let Some(usage) = &self.usage {
             let params = usage.notification(&self.thread.id);
@@ -426,6 +580,65 @@ impl Actor {
         }
         // From here on the connection gets every live event, none before the response.
         self.subscribe(connection.id());
+    }
+
+    /// Writes the thread's metadata (name, project) to the index.
+    async fn save_metadata(&self) -> Result<(), ServerError> {
+        if self.thread.ephemeral {
+            return Ok(());
+        }
+        let metadata = super::encode_metadata(&self.thread_object(false), &self.settings)?;
+        self.threads()
+            .state
+            .set_thread_metadata(&self.thread.id, metadata)
+            .await?;
+        Ok(())
+    }
+
+    fn update_read_state(
+        &mut self,
+        params: ThreadReadStateUpdateParams,
+    ) -> Result<ThreadReadStateUpdateResponse, ServerError> {
+        if params.expected_revision != self.read_state.revision {
+            return Err(ServerError::Invalid(format!(
+                "the read state changed after revision {}; read it again",
+                params.expected_revision
+            )));
+        }
+        self.read_state = ThreadReadState {
+            first_unread: match params.operation {
+                ThreadReadStateOperation::Read => None,
+                ThreadReadStateOperation::Unread => Some(ThreadUnreadPosition::ThreadStart),
+            },
+            revision: uuid::Uuid::now_v7().to_string(),
+        };
+        Ok(ThreadReadStateUpdateResponse {
+            read_state: self.read_state.clone(),
+        })
+    }
+
+    async fn announce_read_state(&self) {
+        let params = ThreadReadStateChangedNotification {
+            thread_id: self.thread.id.clone(),
+            read_state: self.read_state.clone(),
+        };
+        self.notify_subscribers(&params).await;
+    }
+
+    /// A completed turn is unread until a client marks it read.
+    async fn mark_unread(&mut self, turn_id: &str) {
+        let first_unread =
+            self.read_state
+                .first_unread
+                .take()
+                .unwrap_or_else(|| ThreadUnreadPosition::Turn {
+                    turn_id: turn_id.to_owned(),
+                });
+        self.read_state = ThreadReadState {
+            first_unread: Some(first_unread),
+            revision: uuid::Uuid::now_v7().to_string(),
+        };
+        self.announce_read_state().await;
     }
 
     fn goal_refusal(&self) -> Result<(), ServerError> {
@@ -570,40 +783,96 @@ impl Actor {
         params: TurnStartParams,
         trace: Trace,
     ) {
+        if let Some(error) = self.not_steerable() {
+            return reply.error(error).await;
+        }
         if let Some(model) = params.model.clone() {
             self.settings.model = model;
         }
-        let user_message = ThreadItem::UserMessage {
-            id: uuid::Uuid::now_v7().to_string(),
-            client_id: params.client_user_message_id.clone(),
-            content: params.input.clone(),
-            started_at_ms: Some(now_ms()),
-            completed_at_ms: Some(now_ms()),
+        let steering = self.active.is_some();
+        let active = self.open_turn(&trace);
+        if !steering {
+            active.output_schema = params.output_schema.clone();
+        }
+        let mut turn = active.turn.clone();
+        turn.started_at = None;
+        reply.ok(TurnStartResponse { turn }).await;
+        self.take_input(steering, params.input, params.client_user_message_id)
+            .await;
+    }
+
+    /// `turn/steer`: input for the running turn, which must be the one the client expects.
+    async fn steer(
+        &mut self,
+        reply: Reply<methods::TurnSteer>,
+        params: TurnSteerParams,
+        trace: Trace,
+    ) {
+        let refusal = match &self.active {
+            None => Some(ServerError::invalid("no active turn to steer")),
+            Some(active) if active.turn.id != params.expected_turn_id => {
+                Some(ServerError::Invalid(format!(
+                    "expected active turn id {} but found {}",
+                    params.expected_turn_id, active.turn.id
+                )))
+            }
+            Some(_) => self.not_steerable(),
+        };
+        if let Some(error) = refusal {
+            return reply.error(error).await;
+        }
+        let turn_id = self.open_turn(&trace).turn.id.clone();
+        reply.ok(TurnSteerResponse { turn_id }).await;
+        self.take_input(true, params.input, params.client_user_message_id)
+            .await;
+    }
+
+    /// A compaction turn takes no input: a message sent meanwhile would be lost in it.
+    fn not_steerable(&self) -> Option<ServerError> {
+        self.active
+            .as_ref()
+            .is_some_and(|active| active.compaction.is_some())
+            .then(|| {
+                ServerError::invalid(
+                    "the running turn is a compaction and cannot take input; send it after the turn completes",
+                )
+            })
+    }
+
+    /// The running turn, started now when there is none.
+    fn open_turn(&mut self, trace: &Trace) -> &mut ActiveTurn {
+        self.active
+            .get_or_insert_with(|| ActiveTurn::new(None, trace))
+    }
+
+    /// Records the user's input in the open turn (announcing the turn first when it is new) and
+    /// samples again: new input replaces the round in flight, with the calls it waited on.
+    async fn take_input(
+        &mut self,
+        steering: bool,
+        input: Vec<UserInput>,
+        client_id: Option<String>,
+    ) {
+        let Some(turn_id) = self.active.as_ref().map(|a| a.turn.id.clone()) else {
+            return;
         };
         if self.thread.preview.is_empty()
-            && let Some(text) = first_text(&params.input)
+            && let Some(text) = first_text(&input)
         {
             self.thread.preview = text;
         }
-        let steering = self.active.is_some();
-        if !steering {
-            self.active = Some(ActiveTurn::new(None, &trace));
-        }
-        let active = self.active.as_mut().expect("set above");
-        let mut response_turn = active.turn.clone();
-        response_turn.started_at = None;
-        reply
-            .ok(TurnStartResponse {
-                turn: response_turn,
-            })
-            .await;
-        let turn_id = active.turn.id.clone();
+        let user_message = ThreadItem::UserMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            client_id,
+            content: input,
+            started_at_ms: Some(now_ms()),
+            completed_at_ms: Some(now_ms()),
+        };
         if !steering {
             self.announce_turn().await;
         }
         self.item_started(&turn_id, &user_message).await;
         self.item_completed(&turn_id, user_message).await;
-        // New input replaces the round in flight, and with it the calls it was waiting on.
         let abandoned = self
             .active
             .as_mut()
@@ -657,17 +926,18 @@ impl Actor {
     async fn sample(&mut self) {
         self.generations += 1;
         let generation = self.generations;
-        let tools = self
-            .settings
-            .dynamic_tools
-            .iter()
-            .map(|tool| Tool::Function {
-                name: tool.name.clone(),
-                description: tool.description.clone(),
-                parameters: tool.input_schema.clone(),
-                strict: false,
-            })
-            .collect();
+        let tools = self.settings.dynamic_tools.iter().map(model_tool).collect();
+        let text = self
+            .active
+            .as_ref()
+            .and_then(|active| active.output_schema.clone())
+            .map(|schema| TextControls {
+                format: TextFormat::JsonSchema {
+                    name: "codex_output_schema".to_owned(),
+                    schema,
+                    strict: true,
+                },
+            });
         let request = ResponsesRequest {
             model: self.settings.model.clone(),
             instructions: self.settings.base_instructions.clone(),
@@ -677,6 +947,7 @@ impl Actor {
             parallel_tool_calls: false,
             store: false,
             stream: true,
+            text,
         };
         let body = serde_json::to_value(&request).expect("a Responses request serializes");
         let provider = self.threads().providers.get(&self.thread.model_provider);
@@ -818,10 +1089,11 @@ impl Actor {
     async fn call_tool(&mut self, turn_id: &str, call_id: String, tool: String, arguments: String) {
         let arguments = serde_json::from_str(&arguments).unwrap_or(Value::String(arguments));
         let started_at = now_ms();
+        let namespace = namespace_of(&self.settings.dynamic_tools, &tool);
         let item = ThreadItem::DynamicToolCall {
             id: call_id.clone(),
             tool: tool.clone(),
-            namespace: None,
+            namespace: namespace.clone(),
             arguments: arguments.clone(),
             status: "inProgress".into(),
             content_items: None,
@@ -838,7 +1110,7 @@ impl Actor {
             call_id,
             tool,
             arguments,
-            namespace: None,
+            namespace,
         };
         let call = PendingCall {
             request_id,
@@ -999,9 +1271,14 @@ impl Actor {
                 self.item_started(&turn_id, &item).await;
             }
             Sampled::Event(ResponseEvent::TextDelta { item_id, delta }) => {
-                if let Some((_, text, _)) = self.active.as_mut().and_then(|a| a.streaming.as_mut())
+                // Clients join deltas by item id: it is the open message's, whatever the
+                // upstream put (or left out) in the delta.
+                let mut item_id = item_id;
+                if let Some((open, text, _)) =
+                    self.active.as_mut().and_then(|a| a.streaming.as_mut())
                 {
                     text.push_str(&delta);
+                    item_id = open.clone();
                 }
                 let params = AgentMessageDeltaNotification {
                     thread_id: self.thread.id.clone(),
@@ -1245,6 +1522,9 @@ impl Actor {
         if status != TurnStatus::Failed {
             self.set_status(ThreadStatus::Idle).await;
         }
+        if status == TurnStatus::Completed {
+            self.mark_unread(&announced.id).await;
+        }
         let params = TurnCompletedNotification {
             thread_id: self.thread.id.clone(),
             turn: announced,
@@ -1390,6 +1670,44 @@ fn tool_output_text(content_items: &Option<Vec<DynamicToolCallOutputContentItem>
 fn full_view(mut turn: Turn) -> Turn {
     turn.items_view = ItemsView::Full;
     turn
+}
+
+/// How the model sees a client tool or namespace.
+fn model_tool(spec: &DynamicToolSpec) -> Tool {
+    let function = |tool: &DynamicToolFunction| Tool::Function {
+        name: tool.name.clone(),
+        description: tool.description.clone(),
+        parameters: tool.input_schema.clone(),
+        strict: false,
+    };
+    match spec {
+        DynamicToolSpec::Function(tool) => function(tool),
+        DynamicToolSpec::Namespace(namespace) => Tool::Namespace {
+            name: namespace.name.clone(),
+            description: namespace.description.clone(),
+            tools: namespace.tools.iter().map(function).collect(),
+        },
+    }
+}
+
+/// The namespace a called function was declared in, if any.
+fn namespace_of(specs: &[DynamicToolSpec], function: &str) -> Option<String> {
+    specs.iter().find_map(|spec| match spec {
+        DynamicToolSpec::Namespace(namespace)
+            if namespace.tools.iter().any(|tool| tool.name == function) =>
+        {
+            Some(namespace.name.clone())
+        }
+        _ => None,
+    })
+}
+
+/// The text of a user message, for a preview.
+pub(super) fn user_text(item: &ThreadItem) -> Option<String> {
+    match item {
+        ThreadItem::UserMessage { content, .. } => first_text(content),
+        _ => None,
+    }
 }
 
 fn first_text(input: &[UserInput]) -> Option<String> {

@@ -4,6 +4,7 @@
 mod actor;
 mod goals;
 mod history;
+mod pages;
 mod providers;
 mod sampler;
 
@@ -12,12 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_protocol::{
-    ApprovalsReviewer, AskForApproval, CwdFilter, DynamicToolSpec, LoadedThreadStatus,
-    SandboxPolicy, SortDirection, Thread, ThreadGoalSetParams, ThreadIdParams, ThreadListParams,
-    ThreadListResponse, ThreadLoadedListParams, ThreadLoadedListResponse, ThreadReadParams,
-    ThreadReadResponse, ThreadResumeParams, ThreadRevertParams, ThreadSessionResponse,
-    ThreadSortKey, ThreadStartParams, ThreadStatus, ThreadUnsubscribeResponse,
-    ThreadUnsubscribeStatus, TurnInterruptParams, TurnStartParams, methods, now_ms,
+    ApprovalsReviewer, AskForApproval, CwdFilter, DynamicToolSpec, EmptyResponse,
+    LoadedThreadStatus, SandboxMode, SandboxPolicy, SortDirection, Thread,
+    ThreadArchivedNotification, ThreadBackgroundTerminalsListParams,
+    ThreadBackgroundTerminalsListResponse, ThreadDeletedNotification, ThreadForkParams,
+    ThreadGoalSetParams, ThreadHistoryMode, ThreadIdParams, ThreadItemsListParams,
+    ThreadListParams, ThreadListResponse, ThreadLoadedListParams, ThreadLoadedListResponse,
+    ThreadMetadataUpdateParams, ThreadReadParams, ThreadReadResponse, ThreadReadStateUpdateParams,
+    ThreadResponse, ThreadResumeParams, ThreadRevertParams, ThreadSessionResponse,
+    ThreadSetNameParams, ThreadSortKey, ThreadStartParams, ThreadStatus, ThreadTurnsListParams,
+    ThreadUnarchivedNotification, ThreadUnsubscribeResponse, ThreadUnsubscribeStatus,
+    TurnInterruptParams, TurnStartParams, TurnSteerParams, methods, now_ms,
 };
 use tether_state::{SortKey, StateDb, ThreadQuery, ThreadRecord};
 use tokio::sync::{mpsc, watch};
@@ -45,6 +51,49 @@ pub struct Settings {
     originator: Option<String>,
     #[serde(default)]
     dynamic_tools: Vec<DynamicToolSpec>,
+    #[serde(default)]
+    approval_policy: Option<AskForApproval>,
+    #[serde(default)]
+    approvals_reviewer: Option<ApprovalsReviewer>,
+    #[serde(default)]
+    sandbox: Option<SandboxMode>,
+}
+
+impl Settings {
+    /// Applies what a resume or fork asks to change.
+    fn update(
+        &mut self,
+        approval_policy: Option<AskForApproval>,
+        approvals_reviewer: Option<ApprovalsReviewer>,
+        sandbox: Option<SandboxMode>,
+    ) {
+        self.approval_policy = approval_policy.or(self.approval_policy.take());
+        self.approvals_reviewer = approvals_reviewer.or(self.approvals_reviewer);
+        self.sandbox = sandbox.or(self.sandbox);
+    }
+
+    fn sandbox_policy(&self) -> SandboxPolicy {
+        match self.sandbox {
+            None | Some(SandboxMode::ReadOnly) => SandboxPolicy::read_only(),
+            Some(SandboxMode::WorkspaceWrite) => SandboxPolicy::WorkspaceWrite {
+                writable_roots: Vec::new(),
+                network_access: false,
+                exclude_tmpdir_env_var: false,
+                exclude_slash_tmp: false,
+            },
+            Some(SandboxMode::DangerFullAccess) => SandboxPolicy::DangerFullAccess,
+        }
+    }
+}
+
+/// What a new thread starts from: a `thread/start`, or a fork of another thread's history.
+struct NewThread {
+    settings: Settings,
+    provider: String,
+    cwd: String,
+    ephemeral: bool,
+    forked_from: Option<String>,
+    history: Vec<tether_protocol::Turn>,
 }
 
 #[derive(Clone)]
@@ -59,7 +108,7 @@ pub struct Threads {
     loaded: Mutex<HashMap<String, Handle>>,
     state: StateDb,
     home: Home,
-    providers: Providers,
+    pub(crate) providers: Providers,
     unload_delay: Duration,
 }
 
@@ -146,64 +195,101 @@ impl Threads {
     }
 
     /// The result of `thread/start` and `thread/resume`.
-    fn session_response(&self, thread: Thread, settings: &Settings) -> ThreadSessionResponse {
+    /// `history` is the thread's whole history, for the cursors that start at its newest turn
+    /// and item.
+    fn session_response(
+        &self,
+        thread: Thread,
+        settings: &Settings,
+        history: &[tether_protocol::Turn],
+    ) -> ThreadSessionResponse {
         ThreadSessionResponse {
             model: settings.model.clone(),
             model_provider: thread.model_provider.clone(),
             service_tier: None,
             cwd: thread.cwd.clone(),
             instruction_sources: Vec::new(),
-            approval_policy: AskForApproval::Never,
-            approvals_reviewer: ApprovalsReviewer::User,
-            sandbox: SandboxPolicy::read_only(),
+            approval_policy: settings
+                .approval_policy
+                .clone()
+                .unwrap_or(AskForApproval::Never),
+            approvals_reviewer: settings
+                .approvals_reviewer
+                .unwrap_or(ApprovalsReviewer::User),
+            sandbox: settings.sandbox_policy(),
             reasoning_effort: None,
+            turns_backwards_cursor: pages::newest(history.len()),
+            items_backwards_cursor: pages::newest(pages::entries(history, None).len()),
             thread,
         }
     }
 
-    /// Creates, indexes (unless ephemeral) and loads a thread for `thread/start`.
-    async fn create(
+    /// What `thread/start` asks for, validated.
+    fn new_thread(
         &self,
-        server: &Arc<Server>,
         originator: Option<String>,
         params: ThreadStartParams,
-    ) -> Result<Handle, ServerError> {
+    ) -> Result<NewThread, ServerError> {
         let provider = params
             .model_provider
-            .clone()
             .unwrap_or_else(|| self.providers.default_provider.clone());
         if !self.providers.contains(&provider) {
             return Err(invalid(format!("unknown model provider: {provider}")));
         }
-        let ephemeral = params.ephemeral.unwrap_or(false);
-        let thread_id = uuid::Uuid::now_v7().to_string();
         let cwd = params
             .cwd
-            .clone()
             .or_else(|| {
                 std::env::current_dir()
                     .ok()
                     .map(|d| d.display().to_string())
             })
             .unwrap_or_else(|| "/".to_owned());
-        let log = (!ephemeral).then(|| self.log_for(&thread_id));
-        let now = now_ms() / 1000;
         let settings = Settings {
             model: params
                 .model
-                .clone()
                 .unwrap_or_else(|| self.providers.default_model.clone()),
-            base_instructions: params.base_instructions.clone(),
-            developer_instructions: params.developer_instructions.clone(),
+            base_instructions: params.base_instructions,
+            developer_instructions: params.developer_instructions,
             originator,
-            dynamic_tools: params.dynamic_tools.clone().unwrap_or_default(),
+            dynamic_tools: params.dynamic_tools.unwrap_or_default(),
+            approval_policy: params.approval_policy,
+            approvals_reviewer: params.approvals_reviewer,
+            sandbox: params.sandbox,
         };
+        Ok(NewThread {
+            settings,
+            provider,
+            cwd,
+            ephemeral: params.ephemeral.unwrap_or(false),
+            forked_from: None,
+            history: Vec::new(),
+        })
+    }
+
+    /// Creates, indexes (unless ephemeral), writes the history of (for a fork) and loads a thread.
+    async fn create(&self, server: &Arc<Server>, new: NewThread) -> Result<Handle, ServerError> {
+        let NewThread {
+            settings,
+            provider,
+            cwd,
+            ephemeral,
+            forked_from,
+            history,
+        } = new;
+        let thread_id = uuid::Uuid::now_v7().to_string();
+        let log = (!ephemeral).then(|| self.log_for(&thread_id));
+        let now = now_ms() / 1000;
+        let preview = history
+            .iter()
+            .flat_map(|turn| turn.items.iter())
+            .find_map(actor::user_text)
+            .unwrap_or_default();
         let thread = Thread {
             id: thread_id.clone(),
             session_id: thread_id.clone(),
-            forked_from_id: None,
+            forked_from_id: forked_from,
             parent_thread_id: None,
-            preview: String::new(),
+            preview: preview.clone(),
             ephemeral,
             project_id: None,
             model_provider: provider.clone(),
@@ -218,26 +304,33 @@ impl Threads {
             originator: settings.originator.clone(),
             source: "vscode".to_owned(),
             name: None,
+            history_mode: ThreadHistoryMode::Paginated,
             turns: Vec::new(),
         };
-        if !ephemeral {
-            let metadata = Metadata {
-                thread: thread.clone(),
-                settings: settings.clone(),
-            };
+        if let Some(log) = &log {
+            if !history.is_empty() {
+                let (log, turns) = (log.clone(), history.clone());
+                let context = format!("cannot write {}", log.path().display());
+                tokio::task::spawn_blocking(move || log.rewrite(&turns))
+                    .await
+                    .map_err(|err| ServerError::internal(context.clone(), err))?
+                    .map_err(|err| ServerError::internal(context, err))?;
+            }
             let record = ThreadRecord {
                 id: thread_id.clone(),
                 created_at: now,
                 updated_at: now,
-                preview: String::new(),
+                preview: preview.clone(),
                 model_provider: provider,
                 cwd,
-                metadata: serde_json::to_string(&metadata)
-                    .map_err(|err| ServerError::internal("cannot encode the thread", err))?,
+                metadata: encode_metadata(&thread, &settings)?,
             };
             self.state.insert_thread(record).await?;
+            if !history.is_empty() {
+                self.state.touch_thread(&thread_id, now, &preview).await?;
+            }
         }
-        let handle = self.spawn(server, thread, settings, log, Vec::new());
+        let handle = self.spawn(server, thread, settings, log, history);
         self.lock().insert(thread_id, handle.clone());
         Ok(handle)
     }
@@ -354,7 +447,11 @@ async fn route<M: tether_protocol::Method>(
 pub async fn start(ctx: Ctx, params: ThreadStartParams, reply: Reply<methods::ThreadStart>) {
     let threads = &ctx.server.threads;
     let originator = ctx.connection.session().map(|s| s.client_name.clone());
-    match threads.create(&ctx.server, originator, params).await {
+    let created = match threads.new_thread(originator, params) {
+        Ok(new) => threads.create(&ctx.server, new).await,
+        Err(error) => Err(error),
+    };
+    match created {
         Ok(handle) => {
             let _ = handle
                 .mailbox
@@ -384,6 +481,9 @@ pub async fn resume(ctx: Ctx, params: ThreadResumeParams, reply: Reply<methods::
                 reply,
                 exclude_turns: params.exclude_turns,
                 cold,
+                approval_policy: params.approval_policy,
+                approvals_reviewer: params.approvals_reviewer,
+                sandbox: params.sandbox,
             };
             threads.deliver(&handle, request, &thread_id).await
         }
@@ -465,6 +565,7 @@ pub async fn list(ctx: Ctx, params: ThreadListParams) -> Result<ThreadListRespon
             None => Vec::new(),
         },
         search: params.search_term.filter(|s| !s.is_empty()),
+        archived: params.archived.unwrap_or(false),
     };
     let (records, next) = threads.state.list_threads(query).await?;
     let mut data = Vec::with_capacity(records.len());
@@ -591,6 +692,273 @@ pub async fn revert(ctx: Ctx, params: ThreadRevertParams, reply: Reply<methods::
         before_turn_id,
     })
     .await
+}
+
+fn encode_metadata(thread: &Thread, settings: &Settings) -> Result<String, ServerError> {
+    let metadata = Metadata {
+        thread: thread.clone(),
+        settings: settings.clone(),
+    };
+    serde_json::to_string(&metadata)
+        .map_err(|err| ServerError::internal("cannot encode the thread", err))
+}
+
+/// Removes a thread from the index and its history log from the disk.
+async fn delete_stored(threads: &Threads, thread_id: &str) -> Result<(), ServerError> {
+    if !threads.state.delete_thread(thread_id).await? {
+        return Err(invalid(format!("thread not found: {thread_id}")));
+    }
+    let path = threads.log_for(thread_id).path().to_owned();
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(ServerError::internal(
+            format!("cannot remove {}", path.display()),
+            err,
+        )),
+    }
+}
+
+/// `thread/fork`: a new thread with the source's history up to the cut, answered by its actor.
+pub async fn fork(ctx: Ctx, params: ThreadForkParams, reply: Reply<methods::ThreadFork>) {
+    let threads = &ctx.server.threads;
+    let forked = async {
+        let (source_id, handle) = threads
+            .loaded_or_load(&ctx.server, &params.thread_id)
+            .await?;
+        let (snapshot, answer) = tokio::sync::oneshot::channel();
+        handle
+            .mailbox
+            .send(Command::Snapshot(snapshot))
+            .await
+            .map_err(|_| closing(&source_id))?;
+        let (source, mut settings, mut history) = answer.await.map_err(|_| closing(&source_id))?;
+        if let Some(turn) = history.last()
+            && turn.status == tether_protocol::TurnStatus::InProgress
+        {
+            history.pop();
+        }
+        let cut = match (&params.before_turn_id, &params.last_turn_id) {
+            (Some(before), _) => Some((before, 0)),
+            (None, Some(last)) => Some((last, 1)),
+            (None, None) => None,
+        };
+        if let Some((turn_id, keep)) = cut {
+            let position = history
+                .iter()
+                .position(|turn| &turn.id == turn_id)
+                .ok_or_else(|| invalid(format!("turn not found: {turn_id}")))?;
+            history.truncate(position + keep);
+        }
+        if let Some(model) = params.model.clone() {
+            settings.model = model;
+        }
+        settings.base_instructions = params
+            .base_instructions
+            .clone()
+            .or(settings.base_instructions);
+        settings.developer_instructions = params
+            .developer_instructions
+            .clone()
+            .or(settings.developer_instructions);
+        settings.originator = ctx.connection.session().map(|s| s.client_name.clone());
+        settings.update(
+            params.approval_policy.clone(),
+            params.approvals_reviewer,
+            params.sandbox,
+        );
+        let provider = params
+            .model_provider
+            .clone()
+            .unwrap_or(source.model_provider);
+        if !threads.providers.contains(&provider) {
+            return Err(invalid(format!("unknown model provider: {provider}")));
+        }
+        let new = NewThread {
+            settings,
+            provider,
+            cwd: params.cwd.clone().unwrap_or(source.cwd),
+            ephemeral: params.ephemeral,
+            forked_from: Some(source_id),
+            history,
+        };
+        threads.create(&ctx.server, new).await
+    };
+    match forked.await {
+        Ok(handle) => {
+            let request = ThreadRequest::Forked {
+                reply,
+                exclude_turns: params.exclude_turns,
+            };
+            let _ = handle.mailbox.send(Command::Request(request)).await;
+        }
+        Err(error) => reply.error(error).await,
+    }
+}
+
+/// `thread/name/set`.
+pub async fn name_set(ctx: Ctx, params: ThreadSetNameParams, reply: Reply<methods::ThreadNameSet>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    let name = params.name;
+    route(threads, found, reply, |reply| ThreadRequest::NameSet {
+        reply,
+        name,
+    })
+    .await
+}
+
+/// `thread/metadata/update`.
+pub async fn metadata_update(
+    ctx: Ctx,
+    params: ThreadMetadataUpdateParams,
+    reply: Reply<methods::ThreadMetadataUpdate>,
+) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    let project_id = params.project_id;
+    route(threads, found, reply, |reply| {
+        ThreadRequest::MetadataUpdate { reply, project_id }
+    })
+    .await
+}
+
+/// `thread/readState/update`.
+pub async fn read_state_update(
+    ctx: Ctx,
+    params: ThreadReadStateUpdateParams,
+    reply: Reply<methods::ThreadReadStateUpdate>,
+) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    route(threads, found, reply, |reply| {
+        ThreadRequest::ReadStateUpdate { reply, params }
+    })
+    .await
+}
+
+/// `thread/turns/list`: pages of the history, from the thread's actor (loading it if needed).
+pub async fn turns_list(
+    ctx: Ctx,
+    params: ThreadTurnsListParams,
+    reply: Reply<methods::ThreadTurnsList>,
+) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    route(threads, found, reply, |reply| ThreadRequest::TurnsList {
+        reply,
+        params,
+    })
+    .await
+}
+
+/// `thread/items/list`.
+pub async fn items_list(
+    ctx: Ctx,
+    params: ThreadItemsListParams,
+    reply: Reply<methods::ThreadItemsList>,
+) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    route(threads, found, reply, |reply| ThreadRequest::ItemsList {
+        reply,
+        params,
+    })
+    .await
+}
+
+/// `turn/steer`.
+pub async fn steer(ctx: Ctx, params: TurnSteerParams, reply: Reply<methods::TurnSteer>) {
+    let threads = &ctx.server.threads;
+    let found = threads.loaded(&params.thread_id);
+    let trace = ctx.trace.clone();
+    route(threads, found, reply, |reply| ThreadRequest::Steer {
+        reply,
+        params,
+        trace,
+    })
+    .await
+}
+
+/// `thread/delete`: through the actor when loaded (it leaves memory), else directly.
+pub async fn delete(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadDelete>) {
+    let threads = &ctx.server.threads;
+    let thread_id = match parse_id(&params.thread_id) {
+        Ok(thread_id) => thread_id,
+        Err(error) => return reply.error(error).await,
+    };
+    if let Some(handle) = threads.handle(&thread_id) {
+        return threads
+            .deliver(&handle, ThreadRequest::Delete { reply }, &thread_id)
+            .await;
+    }
+    match delete_stored(threads, &thread_id).await {
+        Ok(()) => {
+            reply.ok(EmptyResponse {}).await;
+            let notice =
+                tether_protocol::Outgoing::notify(&ThreadDeletedNotification { thread_id });
+            ctx.server.registry.broadcast(notice).await;
+        }
+        Err(error) => reply.error(error).await,
+    }
+}
+
+/// `thread/archive`.
+pub async fn archive(ctx: Ctx, params: ThreadIdParams) -> Result<EmptyResponse, ServerError> {
+    let thread_id = set_archived(&ctx, &params.thread_id, true).await?;
+    let notice = tether_protocol::Outgoing::notify(&ThreadArchivedNotification { thread_id });
+    ctx.server.registry.broadcast(notice).await;
+    Ok(EmptyResponse {})
+}
+
+/// `thread/unarchive`.
+pub async fn unarchive(ctx: Ctx, params: ThreadIdParams) -> Result<ThreadResponse, ServerError> {
+    let thread_id = set_archived(&ctx, &params.thread_id, false).await?;
+    let threads = &ctx.server.threads;
+    let record = threads
+        .state
+        .thread(&thread_id)
+        .await?
+        .ok_or_else(|| invalid(format!("thread not found: {thread_id}")))?;
+    let (mut thread, _) = decode_record(&record)?;
+    if let Some(handle) = threads.handle(&thread_id) {
+        thread.status = handle.status.borrow().clone();
+    }
+    let notice = tether_protocol::Outgoing::notify(&ThreadUnarchivedNotification { thread_id });
+    ctx.server.registry.broadcast(notice).await;
+    Ok(ThreadResponse { thread })
+}
+
+async fn set_archived(ctx: &Ctx, thread_id: &str, archived: bool) -> Result<String, ServerError> {
+    let thread_id = parse_id(thread_id)?;
+    if ctx
+        .server
+        .threads
+        .state
+        .set_thread_archived(&thread_id, archived)
+        .await?
+    {
+        Ok(thread_id)
+    } else {
+        Err(invalid(format!("thread not found: {thread_id}")))
+    }
+}
+
+/// `thread/backgroundTerminals/list`: the processes the thread's commands left running.
+pub async fn background_terminals(
+    ctx: Ctx,
+    params: ThreadBackgroundTerminalsListParams,
+) -> Result<ThreadBackgroundTerminalsListResponse, ServerError> {
+    let (thread_id, _) = ctx
+        .server
+        .threads
+        .loaded_or_load(&ctx.server, &params.thread_id)
+        .await?;
+    tracing::debug!(thread = %thread_id, "no background terminals: commands run to completion");
+    Ok(ThreadBackgroundTerminalsListResponse {
+        data: Vec::new(),
+        next_cursor: None,
+    })
 }
 
 /// What the index stores of a thread beyond its columns.

@@ -44,6 +44,7 @@ pub struct Provider {
 /// Every configured provider, resolved once at startup.
 pub struct Providers {
     providers: BTreeMap<String, Result<Arc<Provider>, String>>,
+    requires_openai_auth: std::collections::BTreeSet<String>,
     /// The provider of threads that name none.
     pub default_provider: String,
     /// The model of threads that name none.
@@ -75,6 +76,11 @@ impl Providers {
                 requires_openai_auth: true,
                 ..ProviderConfig::default()
             });
+        let requires_openai_auth = configured
+            .iter()
+            .filter(|(_, settings)| settings.requires_openai_auth)
+            .map(|(id, _)| id.clone())
+            .collect();
         let providers = configured
             .into_iter()
             .map(|(id, settings)| {
@@ -84,6 +90,7 @@ impl Providers {
             .collect();
         Providers {
             providers,
+            requires_openai_auth,
             default_provider: config
                 .model_provider
                 .clone()
@@ -98,6 +105,11 @@ impl Providers {
     /// Whether `id` names a configured provider.
     pub fn contains(&self, id: &str) -> bool {
         self.providers.contains_key(id)
+    }
+
+    /// Whether provider `id` needs an OpenAI login (API key or ChatGPT).
+    pub fn requires_openai_auth(&self, id: &str) -> bool {
+        self.requires_openai_auth.contains(id)
     }
 
     /// The provider `id`, or why it cannot be used.
