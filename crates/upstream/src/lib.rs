@@ -2,8 +2,9 @@
 //! over HTTP with server-sent events or over a WebSocket, decoded into [`ResponseEvent`]s.
 //!
 //! It owns the wire format of the upstream API, the retry policy for requests that have not
-//! started streaming, and the per-request header hook that callers use to add headers computed at
-//! send time (attestation). It knows nothing of threads, turns, connections or JSON-RPC: callers
+//! started streaming (backoff, or the provider's `Retry-After`, with a notice to the caller
+//! before each retry), the idle timeout of a stream, and the per-request header hook that callers
+//! use to add headers computed at send time (attestation). It knows nothing of threads, turns, connections or JSON-RPC: callers
 //! build the request body and decide what events mean.
 
 mod events;
@@ -12,5 +13,6 @@ mod stream;
 
 pub use events::{OutputItem, ResponseEvent, Usage};
 pub use stream::{
-    Endpoint, HeaderHook, HeadersFuture, NoExtraHeaders, ResponseStream, Upstream, UpstreamError,
+    DEFAULT_MAX_RETRY_AFTER, Endpoint, HeaderHook, HeadersFuture, IgnoreRetries, NoExtraHeaders,
+    NoticeFuture, ResponseStream, Retry, RetryObserver, Upstream, UpstreamError,
 };
