@@ -14,7 +14,7 @@ use tether_protocol::{
     ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError, TurnStartParams, TurnStatus,
     UserInput, now_ms,
 };
-use tether_upstream::{OutputItem, ResponseEvent, UpstreamError, Usage};
+use tether_upstream::{OutputItem, ResponseEvent, Retry, UpstreamError, Usage};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
@@ -1055,7 +1055,7 @@ impl Actor {
                 }
             }
             Sampled::Event(_) => {}
-            Sampled::Retrying(error) => self.retrying(&turn_id, &error).await,
+            Sampled::Retrying(retry) => self.retrying(&turn_id, &retry).await,
             Sampled::Failed(error) => {
                 let error = turn_error(&error);
                 self.status.send_replace(ThreadStatus::SystemError);
@@ -1094,9 +1094,9 @@ impl Actor {
                 self.finish(TurnStatus::Completed, None).await;
             }
             Sampled::Event(_) => {}
-            Sampled::Retrying(error) => {
+            Sampled::Retrying(retry) => {
                 summary.clear();
-                self.retrying(turn_id, &error).await;
+                self.retrying(turn_id, &retry).await;
             }
             failed @ Sampled::Failed(_) => {
                 // A failure ends a compaction turn the way it ends any turn.
@@ -1108,9 +1108,10 @@ impl Actor {
         }
     }
 
-    /// The round's stream broke off and is sent again: what the broken attempt produced is
-    /// dropped (the new attempt produces it again), and subscribers hear `willRetry: true`.
-    async fn retrying(&mut self, turn_id: &str, error: &UpstreamError) {
+    /// The round's request failed or its stream broke off, and it is sent again: what the
+    /// broken attempt produced is dropped (the new attempt produces it again), and subscribers
+    /// hear `willRetry: true` with codex's `Reconnecting... n/m`.
+    async fn retrying(&mut self, turn_id: &str, retry: &Retry) {
         let abandoned = match self.active.as_mut() {
             Some(active) => {
                 active.streaming = None;
@@ -1122,7 +1123,7 @@ impl Actor {
             None => return,
         };
         self.resolve(abandoned).await;
-        let params = json!({"error": turn_error(error), "willRetry": true, "threadId": self.thread.id, "turnId": turn_id});
+        let params = json!({"error": retry_notice(retry), "willRetry": true, "threadId": self.thread.id, "turnId": turn_id});
         self.notify_subscribers("error", params).await;
     }
 
@@ -1438,6 +1439,19 @@ fn reasoning(
 }
 
 /// The protocol's view of an upstream failure (`TurnError` with `codexErrorInfo`).
+/// The `error` of a `willRetry: true` notification, as codex words it.
+fn retry_notice(retry: &Retry) -> TurnError {
+    let status = match &retry.error {
+        UpstreamError::Status { status, .. } => Some(*status),
+        _ => None,
+    };
+    TurnError {
+        message: format!("Reconnecting... {}/{}", retry.attempt, retry.max_retries),
+        codex_error_info: Some(json!({"responseStreamDisconnected": {"httpStatusCode": status}})),
+        additional_details: Some(retry.error.to_string()),
+    }
+}
+
 fn turn_error(error: &UpstreamError) -> TurnError {
     let (message, info) = match error {
         UpstreamError::Status { status, body } => match status {
