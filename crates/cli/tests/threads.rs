@@ -1098,9 +1098,14 @@ async fn a_broken_stream_is_retried_with_an_error_notification() {
         .find(|m| m["method"] == "error")
         .expect("an error notification");
     assert_eq!(error["params"]["willRetry"], true);
+    assert_eq!(error["params"]["error"]["message"], "Reconnecting... 1/1");
     assert_eq!(
-        error["params"]["error"]["message"],
+        error["params"]["error"]["additionalDetails"],
         "stream disconnected before completion: stream closed before response.completed"
+    );
+    assert_eq!(
+        error["params"]["error"]["codexErrorInfo"],
+        json!({"responseStreamDisconnected": {"httpStatusCode": null}})
     );
     let done = messages.last().unwrap();
     assert_eq!(done["params"]["turn"]["status"], "completed");

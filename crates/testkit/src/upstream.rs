@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 pub enum Step {
     /// Send this event.
     Event(Value),
+    /// Send these bytes as they are, framing and all (over WebSocket: as one text message).
+    Raw(String),
     /// Wait before the next step.
     Pause(Duration),
     /// End the stream here (without `response.completed` unless it was sent).
@@ -36,6 +38,8 @@ pub enum Script {
     Stream(Vec<Step>),
     /// This status and body.
     Status(u16, String),
+    /// This status with these extra headers, and this body.
+    StatusWithHeaders(u16, Vec<(String, String)>, String),
 }
 
 /// A request the server received.
@@ -47,6 +51,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The JSON body (or the `response.create` message).
     pub body: Value,
+    /// When the request (its body, or the `response.create` message) had arrived.
+    pub received_at: Instant,
 }
 
 impl RecordedRequest {
@@ -89,6 +95,7 @@ impl Scripts {
             transport,
             headers,
             body,
+            received_at: Instant::now(),
         });
         self.arrived.notify_waiters();
     }
@@ -175,6 +182,13 @@ async fn respond(State(scripts): State<Arc<Scripts>>, request: Request) -> Respo
         Script::Status(status, text) => {
             (StatusCode::from_u16(status).unwrap(), text).into_response()
         }
+        Script::StatusWithHeaders(status, headers, text) => {
+            let mut response = Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(name, value);
+            }
+            response.body(Body::from(text)).unwrap()
+        }
         Script::Stream(steps) => {
             let stream = futures_util::stream::unfold(steps.into_iter(), |mut steps| async move {
                 loop {
@@ -184,6 +198,7 @@ async fn respond(State(scripts): State<Arc<Scripts>>, request: Request) -> Respo
                             let chunk = format!("event: {kind}\ndata: {event}\n\n");
                             return Some((Ok::<_, std::io::Error>(chunk), steps));
                         }
+                        Step::Raw(bytes) => return Some((Ok(bytes), steps)),
                         Step::Pause(duration) => tokio::time::sleep(duration).await,
                         Step::Cut => return None,
                         Step::Hang => std::future::pending::<()>().await,
@@ -226,6 +241,11 @@ async fn serve_websocket(scripts: Arc<Scripts>, headers: HeaderMap, mut socket: 
                     .await
                     .is_err()
                 {
+                    return;
+                }
+            }
+            Step::Raw(text) => {
+                if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
                 }
             }

@@ -1,13 +1,15 @@
 //! The Responses client against a real loopback server speaking the Responses event format.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_testkit::{RecordedRequest, ResponsesServer, Script, Step, message_response};
+use tether_testkit::{RecordedRequest, ResponsesServer, Script, Step, completed, message_response};
 use tether_upstream::{
-    Endpoint, HeaderHook, HeadersFuture, NoExtraHeaders, OutputItem, ResponseEvent, ResponseStream,
-    Upstream, UpstreamError, Usage,
+    DEFAULT_MAX_RETRY_AFTER, Endpoint, HeaderHook, HeadersFuture, NoExtraHeaders, NoticeFuture,
+    OutputItem, ResponseEvent, ResponseStream, Retry, RetryObserver, Upstream, UpstreamError,
+    Usage,
 };
 
 fn endpoint(server: &ResponsesServer, websocket: bool, retries: u32) -> Endpoint {
@@ -17,6 +19,7 @@ fn endpoint(server: &ResponsesServer, websocket: bool, retries: u32) -> Endpoint
         websocket,
         request_max_retries: retries,
         retry_base_delay: Duration::from_millis(10),
+        max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         idle_timeout: Duration::from_millis(500),
     }
 }
@@ -221,9 +224,144 @@ async fn an_unreachable_provider_is_a_connect_error() {
         websocket: false,
         request_max_retries: 1,
         retry_base_delay: Duration::from_millis(1),
+        max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         idle_timeout: Duration::from_secs(1),
     };
     let err = refusal(&Upstream::new(endpoint).unwrap()).await;
     assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
     assert!(err.is_retryable());
+}
+
+/// Keeps every retry notice it is told.
+#[derive(Default)]
+struct RecordingObserver(Mutex<Vec<Retry>>);
+
+impl RetryObserver for RecordingObserver {
+    fn retrying(&self, retry: &Retry) -> NoticeFuture<'_> {
+        self.0.lock().unwrap().push(retry.clone());
+        Box::pin(async {})
+    }
+}
+
+fn rate_limited(status: u16, retry_after: &str) -> Script {
+    Script::StatusWithHeaders(
+        status,
+        vec![("retry-after".into(), retry_after.into())],
+        "slow down".into(),
+    )
+}
+
+#[tokio::test]
+async fn retry_after_sets_the_delay_of_a_429_or_503_up_to_the_cap_and_each_retry_is_told() {
+    let server = ResponsesServer::start().await;
+    server.push(rate_limited(429, "1"));
+    server.push(Script::Stream(message_response("r1", &["Hello", " world"])));
+    let upstream = Upstream::new(endpoint(&server, false, 1)).unwrap();
+    let observer = RecordingObserver::default();
+    let mut stream = upstream
+        .stream_observed(&json!({}), &NoExtraHeaders, &observer)
+        .await
+        .unwrap();
+    assert_eq!(collect(&mut stream).await.0, expected_events());
+    let requests = server.requests();
+    let gap = requests[1].received_at - requests[0].received_at;
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    assert_eq!(
+        *observer.0.lock().unwrap(),
+        [Retry {
+            attempt: 1,
+            max_retries: 1,
+            error: UpstreamError::Status {
+                status: 429,
+                body: "slow down".into()
+            },
+            delay: Duration::from_secs(1),
+        }]
+    );
+
+    // A 503's far-off date waits only the cap; a 500's Retry-After is not the provider asking
+    // for a pause, so the backoff applies.
+    let mut capped = endpoint(&server, false, 2);
+    capped.max_retry_after = Duration::from_millis(300);
+    let upstream = Upstream::new(capped).unwrap();
+    server.push(rate_limited(503, "Fri, 01 Jan 2100 00:00:00 GMT"));
+    server.push(rate_limited(500, "30"));
+    server.push(Script::Stream(message_response("r1", &["Hello", " world"])));
+    let observer = RecordingObserver::default();
+    let started = Instant::now();
+    let mut stream = upstream
+        .stream_observed(&json!({}), &NoExtraHeaders, &observer)
+        .await
+        .unwrap();
+    assert_eq!(collect(&mut stream).await.0, expected_events());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let told: Vec<(u32, u32, Duration)> = observer
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|retry| (retry.attempt, retry.max_retries, retry.delay))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (1, 2, Duration::from_millis(300)),
+            (2, 2, Duration::from_millis(20))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_data_line_without_its_newline_then_silence_ends_at_the_idle_timeout() {
+    let server = ResponsesServer::start().await;
+    server.push(Script::Stream(vec![
+        Step::Raw("data: {\"type\": \"response.created\"".into()),
+        Step::Hang,
+    ]));
+    let upstream = Upstream::new(endpoint(&server, false, 0)).unwrap();
+    let mut stream = upstream.stream(&json!({}), &NoExtraHeaders).await.unwrap();
+    let started = Instant::now();
+    let (events, error) = collect(&mut stream).await;
+    assert_eq!(events, []);
+    assert_eq!(
+        error,
+        Some(UpstreamError::Disconnected(
+            "idle timeout waiting for the stream after 500ms".into()
+        ))
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_50_mib_event_arriving_slower_than_the_idle_timeout_is_received_whole() {
+    const SIZE: usize = 50 << 20;
+    const CHUNKS: usize = 12;
+    let delta = "x".repeat(SIZE);
+    let event = json!({"type": "response.output_text.delta", "item_id": "m", "delta": delta});
+    let framed = format!("event: response.output_text.delta\ndata: {event}\n\n");
+    let mut steps = Vec::new();
+    for piece in framed.as_bytes().chunks(framed.len().div_ceil(CHUNKS)) {
+        steps.push(Step::Raw(String::from_utf8(piece.to_vec()).unwrap()));
+        steps.push(Step::Pause(Duration::from_millis(100)));
+    }
+    steps.push(completed("r1"));
+    let server = ResponsesServer::start().await;
+    server.push(Script::Stream(steps));
+    // Idle 500 ms; the event takes 12 x 100 ms to arrive.
+    let upstream = Upstream::new(endpoint(&server, false, 0)).unwrap();
+    let started = Instant::now();
+    let mut stream = upstream.stream(&json!({}), &NoExtraHeaders).await.unwrap();
+    let (events, error) = collect(&mut stream).await;
+    assert_eq!(error, None);
+    assert!(started.elapsed() > Duration::from_secs(1));
+    assert_eq!(events.len(), 2);
+    let ResponseEvent::TextDelta { item_id, delta } = &events[0] else {
+        panic!("a text delta first, got {:?}", events[0]);
+    };
+    assert_eq!(item_id, "m");
+    assert!(delta.len() == SIZE && delta.bytes().all(|b| b == b'x'));
 }

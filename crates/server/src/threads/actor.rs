@@ -30,7 +30,7 @@ use tether_protocol::{
     now_ms,
 };
 use tether_upstream::{
-    ContentPart, InputItem, OutputItem, ResponseEvent, ResponsesRequest, Role, TextControls,
+    ContentPart, InputItem, OutputItem, ResponseEvent, ResponsesRequest, Retry, Role, TextControls,
     TextFormat, Tool, UpstreamError, Usage,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -1370,7 +1370,7 @@ impl Actor {
                 }
             }
             Sampled::Event(_) => {}
-            Sampled::Retrying(error) => self.retrying(&turn_id, &error).await,
+            Sampled::Retrying(retry) => self.retrying(&turn_id, &retry).await,
             Sampled::Failed(error) => {
                 let error = turn_error(&error);
                 self.status.send_replace(ThreadStatus::SystemError);
@@ -1408,9 +1408,9 @@ impl Actor {
                 self.finish(TurnStatus::Completed, None).await;
             }
             Sampled::Event(_) => {}
-            Sampled::Retrying(error) => {
+            Sampled::Retrying(retry) => {
                 summary.clear();
-                self.retrying(turn_id, &error).await;
+                self.retrying(turn_id, &retry).await;
             }
             failed @ Sampled::Failed(_) => {
                 // A failure ends a compaction turn the way it ends any turn.
@@ -1422,9 +1422,10 @@ impl Actor {
         }
     }
 
-    /// The round's stream broke off and is sent again: what the broken attempt produced is
-    /// dropped (the new attempt produces it again), and subscribers hear `willRetry: true`.
-    async fn retrying(&mut self, turn_id: &str, error: &UpstreamError) {
+    /// The round's request failed or its stream broke off, and it is sent again: what the
+    /// broken attempt produced is dropped (the new attempt produces it again), and subscribers
+    /// hear `willRetry: true` with codex's `Reconnecting... n/m`.
+    async fn retrying(&mut self, turn_id: &str, retry: &Retry) {
         let abandoned = match self.active.as_mut() {
             Some(active) => {
                 active.streaming = None;
@@ -1436,7 +1437,7 @@ impl Actor {
             None => return,
         };
         self.resolve(abandoned).await;
-        self.notify_error(turn_id, turn_error(error), true).await;
+        self.notify_error(turn_id, retry_notice(retry), true).await;
     }
 
     async fn token_usage(&mut self, turn_id: &str, usage: Usage) {
@@ -1772,6 +1773,21 @@ fn reasoning(
 }
 
 /// The protocol's view of an upstream failure (`TurnError` with `codexErrorInfo`).
+/// The `error` of a `willRetry: true` notification, as codex words it.
+fn retry_notice(retry: &Retry) -> TurnError {
+    let status = match &retry.error {
+        UpstreamError::Status { status, .. } => Some(*status),
+        _ => None,
+    };
+    TurnError {
+        message: format!("Reconnecting... {}/{}", retry.attempt, retry.max_retries),
+        codex_error_info: Some(CodexErrorInfo::ResponseStreamDisconnected {
+            http_status_code: status,
+        }),
+        additional_details: Some(retry.error.to_string()),
+    }
+}
+
 fn turn_error(error: &UpstreamError) -> TurnError {
     let (message, info) = match error {
         UpstreamError::Status { status, body } => match status {

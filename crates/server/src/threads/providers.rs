@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tether_upstream::{Endpoint, Upstream};
+use tether_upstream::{DEFAULT_MAX_RETRY_AFTER, Endpoint, Upstream};
 
 use crate::{Config, ProviderConfig};
 
@@ -170,6 +170,7 @@ fn resolve(
         websocket: settings.supports_websockets,
         request_max_retries: settings.request_max_retries.unwrap_or(4),
         retry_base_delay: Duration::from_millis(200),
+        max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         idle_timeout: Duration::from_millis(settings.stream_idle_timeout_ms.unwrap_or(300_000)),
     };
     Ok(Provider {

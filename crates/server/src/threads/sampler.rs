@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_upstream::{HeaderHook, HeadersFuture, ResponseEvent, UpstreamError};
+use tether_upstream::{
+    HeaderHook, HeadersFuture, NoticeFuture, ResponseEvent, Retry, RetryObserver, UpstreamError,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +41,8 @@ impl HeaderHook for RoundHeaders {
 pub enum Sampled {
     /// An upstream event.
     Event(ResponseEvent),
-    /// The stream broke off; the request is being sent again.
-    Retrying(UpstreamError),
+    /// The request failed before streaming, or the stream broke off; it is being sent again.
+    Retrying(Retry),
     /// The round failed for good.
     Failed(UpstreamError),
 }
@@ -75,8 +77,14 @@ pub async fn sample(
                 if err.is_retryable() && retries < provider.stream_max_retries =>
             {
                 retries += 1;
-                report(Sampled::Retrying(err)).await;
                 let delay = Duration::from_millis(200) * 2u32.saturating_pow(retries - 1);
+                let retry = Retry {
+                    attempt: retries,
+                    max_retries: provider.stream_max_retries,
+                    error: err,
+                    delay,
+                };
+                report(Sampled::Retrying(retry)).await;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -84,6 +92,27 @@ pub async fn sample(
             }
             Err(Phase::Stream(err)) => return report(Sampled::Failed(err)).await,
         }
+    }
+}
+
+/// Tells the actor about each retry of the round's request, as it tells about stream retries.
+struct ReportRetries<'a> {
+    actor: &'a mpsc::Sender<Command>,
+    generation: u64,
+}
+
+impl RetryObserver for ReportRetries<'_> {
+    fn retrying(&self, retry: &Retry) -> NoticeFuture<'_> {
+        let sampled = Sampled::Retrying(retry.clone());
+        Box::pin(async move {
+            let _ = self
+                .actor
+                .send(Command::Sampled {
+                    generation: self.generation,
+                    sampled,
+                })
+                .await;
+        })
     }
 }
 
@@ -101,9 +130,10 @@ async fn stream_once(
     actor: &mpsc::Sender<Command>,
 ) -> Result<(), Phase> {
     tracing::debug!("sending the Responses request");
+    let retries = ReportRetries { actor, generation };
     let mut stream = provider
         .upstream
-        .stream(body, hook)
+        .stream_observed(body, hook, &retries)
         .await
         .map_err(Phase::Request)?;
     while let Some(event) = stream.next().await {
