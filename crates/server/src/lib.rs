@@ -25,7 +25,7 @@ mod transport;
 mod user_agent;
 
 pub use config::{Config, ConfigError, DeviceKeysConfig, OtelConfig, ProviderConfig};
-pub use connection::{Connection, Origin, Registry, Session, WhenFull};
+pub use connection::{CloseReason, Connection, Origin, Registry, Session};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
 pub use listen::ListenAddress;
