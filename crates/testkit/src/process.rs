@@ -120,18 +120,11 @@ impl TetherProcess {
 
     /// The process's resident memory in bytes, now and at its peak (`VmRSS`, `VmHWM`).
     pub fn resident_memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("/proc/PID/status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|value| value.trim().strip_suffix(" kB"))
-                .and_then(|kib| kib.trim().parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
-                * 1024
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let pid = self.pid();
+        (
+            crate::bench::status_kib(pid, "VmRSS") * 1024,
+            crate::bench::status_kib(pid, "VmHWM") * 1024,
+        )
     }
 
     /// A new WebSocket client.
