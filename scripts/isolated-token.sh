@@ -30,6 +30,7 @@ running() { [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 start() {
   "$(dirname "$0")/setup.sh"
+  # setup.sh creates the default user; another name is created here.
   id "$TOKEN_USER" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin "$TOKEN_USER"
   mkdir -p "$tokens" "$TOKEN_DIR/run"

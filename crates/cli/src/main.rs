@@ -85,9 +85,10 @@ struct ServeArgs {
     /// Requests queued per connection before new ones get "Server overloaded".
     #[arg(long, default_value_t = Limits::default().inbound_queue)]
     max_queued_requests: usize,
-    /// Frames queued for a WebSocket client before it is disconnected as too slow.
-    #[arg(long, default_value_t = Limits::default().ws_outbound_queue)]
-    ws_outbound_queue: usize,
+    /// Bytes queued for any one client before it is closed as too slow (a stdio client's
+    /// closing ends the process with status 1).
+    #[arg(long, default_value_t = Limits::default().outbound_queue_bytes)]
+    outbound_queue_bytes: usize,
     /// How WebSocket clients authenticate (required for non-loopback listeners).
     #[arg(long, value_enum)]
     ws_auth: Option<WsAuthArg>,
@@ -276,8 +277,7 @@ fn serve(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
         limits: Limits {
             max_frame_bytes: args.max_frame_bytes,
             inbound_queue: args.max_queued_requests,
-            ws_outbound_queue: args.ws_outbound_queue,
-            ..Limits::default()
+            outbound_queue_bytes: args.outbound_queue_bytes,
         },
         ws_auth,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),

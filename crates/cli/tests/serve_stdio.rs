@@ -230,13 +230,15 @@ async fn a_frame_over_the_limit_closes_the_connection_with_a_logged_reason() {
         json!({"id": 1, "method": "device/key/public", "params": {"keyId": "k".repeat(2000)}});
     client.send(big);
     client.closed().await;
-    assert_eq!(process.wait(Duration::from_secs(5)).await.code(), Some(0));
+    assert_eq!(process.wait(Duration::from_secs(5)).await.code(), Some(1));
+    let stderr = process.stderr();
     assert!(
-        process
-            .stderr()
-            .contains("a frame is larger than the limit"),
-        "{}",
-        process.stderr()
+        stderr.contains("closing connection: a frame is larger than the limit of 1024 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stdio connection closed: a frame is larger than the limit of 1024 bytes"),
+        "the last word on stderr says why the process ended: {stderr}"
     );
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::{SinkExt as _, StreamExt as _};
 use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -407,7 +408,12 @@ async fn a_client_that_stops_reading_is_disconnected_without_slowing_others() {
     let home = tempfile::tempdir().unwrap();
     let process = start(
         home.path(),
-        &["--listen", "ws://127.0.0.1:0", "--ws-outbound-queue", "64"],
+        &[
+            "--listen",
+            "ws://127.0.0.1:0",
+            "--outbound-queue-bytes",
+            "65536",
+        ],
     )
     .await;
     // The slow client: a raw socket that completes the handshake, floods requests, never reads.
@@ -449,7 +455,7 @@ async fn a_client_that_stops_reading_is_disconnected_without_slowing_others() {
     assert!(
         process
             .stderr()
-            .contains("closing connection: its outbound queue is full"),
+            .contains("closing connection: the client is not reading: more than 65536 bytes"),
         "{}",
         process.stderr()
     );
@@ -472,21 +478,33 @@ fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_websocket_message_over_the_limit_closes_that_connection_only() {
+async fn a_websocket_message_over_the_limit_closes_that_connection_only_with_1009() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let home = tempfile::tempdir().unwrap();
     let process = start(
         home.path(),
         &["--listen", "ws://127.0.0.1:0", "--max-frame-bytes", "4096"],
     )
     .await;
-    let mut big = process.ws().await;
+    let (mut big, _) = tokio_tungstenite::connect_async(format!("ws://{}/", process.ws_address()))
+        .await
+        .unwrap();
     let mut other = process.ws().await;
-    big.initialize("big", Value::Null).await;
     other.initialize("other", Value::Null).await;
-    big.send(
-        json!({"id": 1, "method": "device/key/public", "params": {"keyId": "k".repeat(10_000)}}),
-    );
-    big.closed().await;
+    let request =
+        json!({"id": 1, "method": "device/key/public", "params": {"keyId": "k".repeat(10_000)}});
+    big.send(Message::Text(request.to_string().into()))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(15), big.next())
+        .await
+        .expect("an answer to the big frame");
+    let Some(Ok(Message::Close(Some(close)))) = first else {
+        panic!("expected a close frame with a code, got {first:?}")
+    };
+    assert_eq!(close.code, CloseCode::Size);
+    assert_eq!(close.reason, "message too big: the limit is 4096 bytes");
     assert_eq!(
         other
             .call(2, "device/key/public", json!({"keyId": "x"}))
@@ -494,7 +512,9 @@ async fn a_websocket_message_over_the_limit_closes_that_connection_only() {
         2
     );
     assert!(
-        process.stderr().contains("closing connection"),
+        process
+            .stderr()
+            .contains("closing connection: a frame is larger than the limit of 4096 bytes"),
         "{}",
         process.stderr()
     );

@@ -1,15 +1,26 @@
 //! Connections and the registry that knows them. A connection is a transport-neutral endpoint:
-//! an id, its origin, its capabilities once initialized, and one bounded outbound queue that its
-//! transport's writer drains in order.
+//! an id, its origin, its capabilities once initialized, and one outbound queue, bounded in bytes,
+//! that its transport's writer drains in order.
+//!
+//! Delivery never waits for a client. Queueing a frame is immediate whatever the transport, so a
+//! broadcast or a thread's stream never waits on one recipient. A connection whose backlog would
+//! pass its byte bound is closed as too slow instead: from then on nothing more is queued for it,
+//! and its writer drops the frames still waiting, so a client that stops reading costs the others
+//! neither time nor more memory than its bound. What closing means is the transport's business
+//! (a WebSocket is closed with a close code; stdio ends the process, see `transport::stdio`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tether_protocol::{ConnectionStatus, InitializeCapabilities, Outgoing};
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
+
+/// What a queued frame costs beyond its text: its queue slot and its shared allocation's header,
+/// rounded up, so that a flood of tiny frames is bounded by the memory it really takes.
+const FRAME_OVERHEAD_BYTES: usize = 64;
 
 /// How a connection reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,15 +54,6 @@ impl Origin {
     }
 }
 
-/// What to do when a connection's outbound queue is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WhenFull {
-    /// Wait for room: the stdio client is never dropped.
-    Wait,
-    /// Disconnect the slow client, so it never slows anyone else.
-    Disconnect,
-}
-
 /// What a connection declared in `initialize`.
 #[derive(Clone, Debug, Default)]
 pub struct Session {
@@ -81,13 +83,118 @@ impl Session {
     }
 }
 
+/// Why the server closed a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its client stopped reading: more than `limit` bytes waited for it.
+    TooSlow {
+        /// The connection's outbound bound, in bytes.
+        limit: usize,
+    },
+    /// Its client sent a frame larger than `limit` bytes.
+    FrameTooLarge {
+        /// `--max-frame-bytes`.
+        limit: usize,
+    },
+    /// Its client broke the transport's protocol (the text says how).
+    Protocol(String),
+    /// Reading or writing the transport failed (the text says how).
+    Transport(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::TooSlow { limit } => write!(
+                f,
+                "the client is not reading: more than {limit} bytes are queued for it"
+            ),
+            CloseReason::FrameTooLarge { limit } => {
+                write!(f, "a frame is larger than the limit of {limit} bytes")
+            }
+            CloseReason::Protocol(how) | CloseReason::Transport(how) => f.write_str(how),
+        }
+    }
+}
+
+/// The close signal a connection shares with its transport's writer: a token, and why.
+pub struct Closing {
+    connection: u64,
+    token: CancellationToken,
+    reason: OnceLock<CloseReason>,
+}
+
+impl Closing {
+    /// Closes the connection for `reason`; the first reason given is the one that counts (and
+    /// the one logged).
+    pub fn close(&self, reason: CloseReason) {
+        if self.reason.set(reason).is_ok()
+            && let Some(reason) = self.reason.get()
+        {
+            tracing::warn!(connection = self.connection, "closing connection: {reason}");
+        }
+        self.token.cancel();
+    }
+
+    /// Cancelled once the connection is closed.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Why it was closed, once it was.
+    pub fn reason(&self) -> Option<&CloseReason> {
+        self.reason.get()
+    }
+}
+
+/// The writer's end of a connection's outbound queue. Dropping it drops every frame still
+/// waiting, at once.
+pub struct OutboundQueue {
+    frames: mpsc::UnboundedReceiver<Arc<str>>,
+    queued_bytes: Arc<AtomicUsize>,
+    closing: Arc<Closing>,
+}
+
+impl OutboundQueue {
+    /// The next frame; `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Arc<str>> {
+        let frame = self.frames.recv().await;
+        self.taken(frame)
+    }
+
+    /// [`OutboundQueue::recv`] for a writer on a thread of its own.
+    pub fn blocking_recv(&mut self) -> Option<Arc<str>> {
+        let frame = self.frames.blocking_recv();
+        self.taken(frame)
+    }
+
+    /// Nothing is waiting right now.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The connection's close signal.
+    pub fn closing(&self) -> &Arc<Closing> {
+        &self.closing
+    }
+
+    fn taken(&self, frame: Option<Arc<str>>) -> Option<Arc<str>> {
+        if let Some(frame) = &frame {
+            self.queued_bytes
+                .fetch_sub(frame.len() + FRAME_OVERHEAD_BYTES, Ordering::Relaxed);
+        }
+        frame
+    }
+}
+
 /// One client connection.
 pub struct Connection {
     id: u64,
     origin: Origin,
-    outbound: mpsc::Sender<String>,
-    when_full: WhenFull,
-    closed: CancellationToken,
+    outbound: mpsc::UnboundedSender<Arc<str>>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
+    closing: Arc<Closing>,
     gone: CancellationToken,
     session: OnceLock<Session>,
 }
@@ -114,9 +221,19 @@ impl Connection {
     }
 
     /// Cancelled when the connection must close now: its client is too slow, its frame too big,
-    /// or its transport failed.
+    /// or its transport failed ([`Connection::close`] says why).
     pub fn closed(&self) -> &CancellationToken {
-        &self.closed
+        self.closing.token()
+    }
+
+    /// Closes the connection now for `reason` (logged); nothing more is queued for it.
+    pub fn close(&self, reason: CloseReason) {
+        self.closing.close(reason);
+    }
+
+    /// The connection's close signal, shared with its writer.
+    pub fn closing(&self) -> &Arc<Closing> {
+        &self.closing
     }
 
     /// Cancelled once the client is done (its stream ended, or the connection was closed).
@@ -124,14 +241,19 @@ impl Connection {
         &self.gone
     }
 
-    /// Queues `message` for the client, applying its notification opt-outs and the queue policy.
-    /// False when it could not be queued (the connection is closing, or was too slow).
+    /// Queues `message` for the client, applying its notification opt-outs and the queue bound.
+    /// Never waits for the client. False when it could not be queued (the connection is closing,
+    /// or is closed now because its client stopped reading).
     pub async fn send(&self, message: Outgoing) -> bool {
-        self.send_frame(&Frame::new(&message)).await
+        self.queue(&Frame::new(&message))
     }
 
     /// [`Connection::send`] of a message serialized once for many connections.
     pub async fn send_frame(&self, frame: &Frame) -> bool {
+        self.queue(frame)
+    }
+
+    fn queue(&self, frame: &Frame) -> bool {
         let opted_out = frame.notification_method.as_deref().is_some_and(|method| {
             self.session()
                 .is_some_and(|session| session.opted_out.contains(method))
@@ -139,29 +261,32 @@ impl Connection {
         if opted_out {
             return true;
         }
-        let frame = frame.json.clone();
-        match self.when_full {
-            // An error means the writer is gone: the connection is closing anyway.
-            WhenFull::Wait => self.outbound.send(frame).await.is_ok(),
-            WhenFull::Disconnect => match self.outbound.try_send(frame) {
-                Ok(()) => true,
-                Err(TrySendError::Closed(_)) => false,
-                Err(TrySendError::Full(_)) => {
-                    tracing::warn!(
-                        connection = self.id,
-                        "closing connection: its outbound queue is full"
-                    );
-                    self.closed.cancel();
-                    false
-                }
-            },
+        if self.closed().is_cancelled() {
+            return false;
         }
+        let cost = frame.json.len() + FRAME_OVERHEAD_BYTES;
+        let before = self.queued_bytes.fetch_add(cost, Ordering::Relaxed);
+        // The bound is on the backlog: one frame larger than the bound still goes to a client
+        // that has read everything else.
+        if before > 0 && before + cost > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+            self.close(CloseReason::TooSlow {
+                limit: self.max_queued_bytes,
+            });
+            return false;
+        }
+        if self.outbound.send(Arc::clone(&frame.json)).is_err() {
+            // The writer is gone: the connection is closing anyway.
+            self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 }
 
-/// A message serialized once, to be sent to any number of connections.
+/// A message serialized once, to be sent to any number of connections (which share its text).
 pub struct Frame {
-    json: String,
+    json: Arc<str>,
     notification_method: Option<String>,
 }
 
@@ -169,7 +294,7 @@ impl Frame {
     /// Serializes `message`.
     pub fn new(message: &Outgoing) -> Frame {
         Frame {
-            json: message.to_json(),
+            json: message.to_json().into(),
             notification_method: message.notification_method().map(str::to_owned),
         }
     }
@@ -183,26 +308,38 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Registers a new connection with an outbound queue of `capacity` frames; the receiver is
-    /// for the transport's writer.
+    /// Registers a new connection whose outbound backlog may reach `max_queued_bytes` before it
+    /// is closed as too slow; the queue's other end is for the transport's writer.
     pub fn register(
         &self,
         origin: Origin,
-        when_full: WhenFull,
-        capacity: usize,
-    ) -> (Arc<Connection>, mpsc::Receiver<String>) {
-        let (outbound, receiver) = mpsc::channel(capacity.max(1));
+        max_queued_bytes: usize,
+    ) -> (Arc<Connection>, OutboundQueue) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (outbound, frames) = mpsc::unbounded_channel();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let closing = Arc::new(Closing {
+            connection: id,
+            token: CancellationToken::new(),
+            reason: OnceLock::new(),
+        });
         let connection = Arc::new(Connection {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id,
             origin,
             outbound,
-            when_full,
-            closed: CancellationToken::new(),
+            queued_bytes: Arc::clone(&queued_bytes),
+            max_queued_bytes,
+            closing: Arc::clone(&closing),
             gone: CancellationToken::new(),
             session: OnceLock::new(),
         });
-        self.lock().insert(connection.id, Arc::clone(&connection));
-        (connection, receiver)
+        self.lock().insert(id, Arc::clone(&connection));
+        let queue = OutboundQueue {
+            frames,
+            queued_bytes,
+            closing,
+        };
+        (connection, queue)
     }
 
     /// Forgets a closed connection.
@@ -236,7 +373,7 @@ impl Registry {
             .collect()
     }
 
-    /// Sends `message` to every initialized connection.
+    /// Sends `message` to every initialized connection; waits for none of them.
     pub async fn broadcast(&self, message: Outgoing) {
         let initialized: Vec<Arc<Connection>> = self
             .lock()
@@ -292,10 +429,10 @@ mod tests {
     #[test]
     fn ids_increase_and_lowest_matching_skips_closed_and_uninitialized() {
         let registry = Registry::default();
-        let (a, _ra) = registry.register(Origin::Stdio, WhenFull::Wait, 4);
-        let (b, _rb) = registry.register(Origin::WebSocket, WhenFull::Disconnect, 4);
-        let (c, _rc) = registry.register(Origin::WebSocket, WhenFull::Disconnect, 4);
-        let (d, _rd) = registry.register(Origin::WebSocket, WhenFull::Disconnect, 4);
+        let (a, _ra) = registry.register(Origin::Stdio, 1024);
+        let (b, _rb) = registry.register(Origin::WebSocket, 1024);
+        let (c, _rc) = registry.register(Origin::WebSocket, 1024);
+        let (d, _rd) = registry.register(Origin::WebSocket, 1024);
         assert_eq!([a.id(), b.id(), c.id(), d.id()], [0, 1, 2, 3]);
         assert!(b.initialize(Session::new("test", capabilities(true, &[]))));
         assert!(
@@ -321,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn opted_out_notifications_are_not_queued_but_responses_are() {
         let registry = Registry::default();
-        let (connection, mut receiver) = registry.register(Origin::Stdio, WhenFull::Wait, 8);
+        let (connection, mut receiver) = registry.register(Origin::Stdio, 1024);
         connection.initialize(Session::new(
             "test",
             capabilities(false, &["thread/started", "item/*"]),
@@ -343,18 +480,50 @@ mod tests {
             receiver.recv().await.unwrap().contains("item/started"),
             "no wildcards"
         );
-        assert_eq!(receiver.recv().await.unwrap(), r#"{"id":1,"result":{}}"#);
-        assert!(receiver.try_recv().is_err());
+        assert_eq!(&*receiver.recv().await.unwrap(), r#"{"id":1,"result":{}}"#);
+        assert!(receiver.is_empty());
     }
 
     #[tokio::test]
-    async fn a_full_queue_disconnects_only_when_asked_to() {
+    async fn a_backlog_over_the_byte_bound_closes_the_connection_at_once() {
         let registry = Registry::default();
-        let (slow, _receiver) = registry.register(Origin::WebSocket, WhenFull::Disconnect, 1);
-        let message = || Outgoing::response(tether_protocol::RequestId::Integer(1), &json!(null));
-        slow.send(message()).await;
+        let (slow, mut queue) = registry.register(Origin::WebSocket, 600);
+        let frame = |bytes: usize| {
+            Frame::new(&Outgoing::response(
+                tether_protocol::RequestId::Integer(1),
+                &json!("x".repeat(bytes)),
+            ))
+        };
+        // Larger than the bound, but nothing else waits: it goes through.
+        assert!(slow.send_frame(&frame(1000)).await);
+        assert!(queue.recv().await.is_some(), "taken by the writer");
+        assert!(slow.send_frame(&frame(200)).await);
+        assert!(slow.send_frame(&frame(200)).await);
         assert!(!slow.closed().is_cancelled());
-        slow.send(message()).await;
+        assert!(!slow.send_frame(&frame(200)).await, "over the bound");
         assert!(slow.closed().is_cancelled());
+        assert_eq!(
+            queue.closing().reason(),
+            Some(&CloseReason::TooSlow { limit: 600 })
+        );
+        assert!(!slow.send_frame(&frame(1)).await, "nothing after closing");
+    }
+
+    #[tokio::test]
+    async fn the_writer_taking_frames_makes_room_again() {
+        let registry = Registry::default();
+        let (connection, mut queue) = registry.register(Origin::Stdio, 2_000);
+        let frame = Frame::new(&Outgoing::response(
+            tether_protocol::RequestId::Integer(1),
+            &json!("x".repeat(500)),
+        ));
+        for _ in 0..100 {
+            assert!(connection.send_frame(&frame).await);
+            assert!(connection.send_frame(&frame).await);
+            queue.recv().await.unwrap();
+            queue.recv().await.unwrap();
+        }
+        assert!(queue.is_empty());
+        assert!(!connection.closed().is_cancelled());
     }
 }

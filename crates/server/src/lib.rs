@@ -48,7 +48,7 @@ pub use config_rpc::{
     CliOverrideError, ConfigLayers, ConfigReadError, ConfigWriteError, parse_cli_override,
     read_requirements,
 };
-pub use connection::{Connection, Origin, Registry, Session, WhenFull};
+pub use connection::{CloseReason, Connection, Origin, Registry, Session};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;
 pub use listen::ListenAddress;

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{Origin, Registry};
+use crate::connection::{CloseReason, Origin, Registry};
 use crate::transport::auth::WsAuth;
 use crate::transport::{stdio, websocket};
 use tether_state::StateDb;
@@ -29,10 +29,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Requests waiting per connection before new ones are answered with "overloaded".
     pub inbound_queue: usize,
-    /// Frames waiting for a WebSocket client before it is disconnected as too slow.
-    pub ws_outbound_queue: usize,
-    /// Frames waiting for stdout before the server waits for the client.
-    pub stdio_outbound_queue: usize,
+    /// Bytes that may wait for any one client (WebSocket, unix or stdio) before it is closed as
+    /// too slow; nobody ever waits for a client.
+    pub outbound_queue_bytes: usize,
 }
 
 impl Default for Limits {
@@ -40,8 +39,7 @@ impl Default for Limits {
         Limits {
             max_frame_bytes: 16 * 1024 * 1024,
             inbound_queue: 128,
-            ws_outbound_queue: 32 * 1024,
-            stdio_outbound_queue: 1024,
+            outbound_queue_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -93,7 +91,7 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
 }
 
-/// Why the server could not start.
+/// Why the server could not start, or stopped for a reason other than being told to.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A listener could not be set up.
@@ -105,6 +103,10 @@ pub enum ServeError {
     /// An auth option is unusable.
     #[error("{0}")]
     Auth(String),
+    /// The stdio connection was closed by the server (the process's parent stopped reading, sent
+    /// a frame over the limit, or its pipes failed); the server shut down.
+    #[error("stdio connection closed: {0}")]
+    Stdio(CloseReason),
 }
 
 /// State shared by every connection.
@@ -159,13 +161,17 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         catalog: crate::catalog::Catalog::new(&options.home, &options.overrides),
     });
     tokio::spawn(stop_on_signal(server.shutdown.clone()));
+    let stdio_closed = Arc::new(std::sync::OnceLock::new());
     let mut sockets = Vec::new();
     for listener in bound {
         match listener {
             Bound::Stdio => {
                 let server = Arc::clone(&server);
+                let stdio_closed = Arc::clone(&stdio_closed);
                 server.tasks.clone().spawn(async move {
-                    stdio::serve(Arc::clone(&server)).await;
+                    if let Some(reason) = stdio::serve(Arc::clone(&server)).await {
+                        let _ = stdio_closed.set(reason);
+                    }
                     server.shutdown.cancel();
                 });
             }
@@ -200,7 +206,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     for path in sockets {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    match stdio_closed.get() {
+        Some(reason) => Err(ServeError::Stdio(reason.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Serves `app` on `listener` until shutdown begins, on a tracked task.

@@ -23,5 +23,7 @@ pub use process::{TetherProcess, send_signal};
 pub use schema::Schemas;
 pub use swtpm::Swtpm;
 pub use tap::{Direction, Tap, TapRead};
-pub use token::{IsolatedToken, TOKEN_LABEL, TOKEN_USER, client_module, softhsm_module};
+pub use token::{
+    IsolatedToken, TOKEN_BASE_DIR, TOKEN_LABEL, TOKEN_USER, client_module, softhsm_module,
+};
 pub use upstream::{RecordedRequest, ResponsesServer, Script, Step, completed, message_response};

@@ -14,6 +14,7 @@ use crate::Client;
 pub struct TetherProcess {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
     ws: Option<SocketAddr>,
     unix: Option<PathBuf>,
 }
@@ -48,7 +49,7 @@ impl TetherProcess {
         let (listening, mut listeners) = watch::channel(Vec::<String>::new());
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::clone(&stderr);
-        tokio::spawn(async move {
+        let stderr_reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(url) = line.strip_prefix("tether: listening on ") {
                     let url = url.to_owned();
@@ -62,6 +63,7 @@ impl TetherProcess {
         let mut process = TetherProcess {
             child,
             stderr,
+            stderr_reader: Some(stderr_reader),
             ws: None,
             unix: None,
         };
@@ -107,6 +109,24 @@ impl TetherProcess {
         )
     }
 
+    /// The process's raw stdin and stdout (once), for a stdio client the test reads, or does not
+    /// read, itself.
+    pub fn stdio_pipes(&mut self) -> (tokio::process::ChildStdin, tokio::process::ChildStdout) {
+        (
+            self.child.stdin.take().unwrap(),
+            self.child.stdout.take().unwrap(),
+        )
+    }
+
+    /// The process's resident memory in bytes, now and at its peak (`VmRSS`, `VmHWM`).
+    pub fn resident_memory(&self) -> (u64, u64) {
+        let pid = self.pid();
+        (
+            crate::bench::status_kib(pid, "VmRSS") * 1024,
+            crate::bench::status_kib(pid, "VmHWM") * 1024,
+        )
+    }
+
     /// A new WebSocket client.
     pub async fn ws(&self) -> Client {
         Client::websocket(&self.ws_address(), &[])
@@ -124,12 +144,17 @@ impl TetherProcess {
         send_signal(self.pid(), name);
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for [`TetherProcess::stderr`] to hold all it wrote.
     pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
-        match tokio::time::timeout(limit, self.child.wait()).await {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => panic!("tether still running after {limit:?}: {}", self.stderr()),
+        };
+        if let Some(reader) = self.stderr_reader.take() {
+            // Ends at the pipe's end, which an exited process no longer holds open.
+            let _ = tokio::time::timeout(limit, reader).await;
         }
+        status
     }
 }
 

@@ -1,13 +1,23 @@
 //! An isolated PKCS#11 token for tests: SoftHSM2 behind `p11-kit server`, running as its own
 //! system user with a private (0700) token directory, reachable over a unix socket. Needs root
-//! (to create the user and drop to it), like CI on this machine kind.
+//! (to drop to that user), like CI on this machine kind.
+//!
+//! The system state every token shares (the user, the base directory) is made by
+//! `scripts/setup.sh`, once; tests only check it (once per process) and fail with a clear message
+//! if it is missing. They never create it: parallel tests creating one user race (concurrent
+//! `useradd`s of one name all succeed, each renumbering the user). Everything else is private to
+//! one token.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The system user that owns the token and runs the server.
+/// The system user that owns the token and runs the server (made by `scripts/setup.sh`).
 pub const TOKEN_USER: &str = "tether-devkeyd";
+/// Where each token's private directory is made (made by `scripts/setup.sh`: root's, mode 0755,
+/// so the token user can reach its own directory in there whatever `TMPDIR` is).
+pub const TOKEN_BASE_DIR: &str = "/var/lib/tether-test-tokens";
 /// The token label.
 pub const TOKEN_LABEL: &str = "tether";
 const USER_PIN: &str = "1234";
@@ -54,32 +64,31 @@ pub fn softhsm_module() -> PathBuf {
     ])
 }
 
-fn ensure_user() {
-    let exists = || {
-        Command::new("id")
+/// Checks, once per process, that `scripts/setup.sh` prepared what every token shares.
+fn check_system_state() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let user = Command::new("id")
             .arg(TOKEN_USER)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !exists() {
-        // Parallel tests may race to create it: only a user that still does not exist is an error.
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                TOKEN_USER,
-            ])
-            .status();
-        assert!(
-            exists(),
-            "cannot create the system user {TOKEN_USER} (tests need root)"
-        );
+            .output()
+            .map_err(|err| format!("id(1): {err}"))?;
+        if !user.status.success() {
+            return Err(format!(
+                "the system user {TOKEN_USER} does not exist: run scripts/setup.sh"
+            ));
+        }
+        let base = std::fs::metadata(TOKEN_BASE_DIR)
+            .map_err(|err| format!("{TOKEN_BASE_DIR}: {err}: run scripts/setup.sh"))?;
+        if !base.is_dir() || base.uid() != 0 || base.permissions().mode() & 0o777 != 0o755 {
+            return Err(format!(
+                "{TOKEN_BASE_DIR} must be a directory owned by root with mode 0755: run scripts/setup.sh"
+            ));
+        }
+        Ok(())
+    });
+    if let Err(message) = checked {
+        panic!("{message}");
     }
 }
 
@@ -87,8 +96,11 @@ impl IsolatedToken {
     /// Creates a fresh token and starts its server.
     pub fn start() -> IsolatedToken {
         use std::os::unix::fs::PermissionsExt as _;
-        ensure_user();
-        let dir = tempfile::tempdir().expect("temporary directory");
+        check_system_state();
+        let dir = tempfile::Builder::new()
+            .prefix("token-")
+            .tempdir_in(TOKEN_BASE_DIR)
+            .unwrap_or_else(|err| panic!("a directory in {TOKEN_BASE_DIR}: {err}"));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let tokens = dir.path().join("tokens");
         let socket_dir = dir.path().join("run");

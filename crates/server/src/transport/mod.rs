@@ -8,37 +8,34 @@ pub mod websocket;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
 use crate::Server;
-use crate::connection::{Connection, Origin, WhenFull};
+use crate::connection::{CloseReason, Connection, Origin, OutboundQueue};
 use crate::processor::{self, Inbox};
 
 /// Runs one connection to its end. `read` delivers frames to the inbox until its client is done,
 /// the connection is closed, or the server shuts down; `write` sends queued frames until the
-/// queue ends or `closed` is cancelled.
+/// queue ends or the connection is closed. Returns why the server closed it, if it did.
 pub async fn run<R, W>(
     server: &Arc<Server>,
     origin: Origin,
-    when_full: WhenFull,
-    outbound_capacity: usize,
     read: impl FnOnce(Inbox, Arc<Connection>) -> R,
-    write: impl FnOnce(mpsc::Receiver<String>, CancellationToken) -> W,
-) where
+    write: impl FnOnce(OutboundQueue) -> W,
+) -> Option<CloseReason>
+where
     R: Future<Output = ()>,
     W: Future<Output = ()> + Send + 'static,
 {
     let (connection, outbound) = server
         .registry
-        .register(origin, when_full, outbound_capacity);
+        .register(origin, server.limits.outbound_queue_bytes);
     let id = connection.id();
+    let closing = Arc::clone(connection.closing());
     tracing::info!(
         connection = id,
         origin = origin.as_str(),
         "connection opened"
     );
-    let writer = tokio::spawn(write(outbound, connection.closed().clone()));
+    let writer = tokio::spawn(write(outbound));
     let (inbox, processor) = processor::start(server, &connection);
     read(inbox, Arc::clone(&connection)).await;
     connection.gone().cancel();
@@ -46,8 +43,14 @@ pub async fn run<R, W>(
     let _ = processor.await;
     server.registry.remove(id);
     server.threads.connection_closed(id).await;
-    // The writer ends once the last sender (this one, or an in-flight request's) is gone.
+    // The writer ends once the last sender (this one, or an in-flight request's) is gone, or at
+    // once if the connection was closed.
     drop(connection);
     let _ = writer.await;
-    tracing::info!(connection = id, "connection closed");
+    let reason = closing.reason().cloned();
+    match &reason {
+        Some(reason) => tracing::info!(connection = id, %reason, "connection closed"),
+        None => tracing::info!(connection = id, "connection closed"),
+    }
+    reason
 }

@@ -1,5 +1,12 @@
-//! `stdio://`: one connection per process, newline-delimited JSON. The client is never dropped
-//! for being slow; when stdin ends the connection closes and the server shuts down.
+//! `stdio://`: one connection per process, newline-delimited JSON. When stdin ends the connection
+//! closes and the server shuts down.
+//!
+//! The stdio client is the process's parent, and its outbound queue is bounded in bytes like any
+//! other: nothing ever waits for it, so it cannot delay anyone else. A parent that leaves more
+//! than the bound unread is treated as hung, like one that sends a frame over the limit or whose
+//! pipes fail: the connection closes with the reason logged on stderr, the server shuts down
+//! gracefully, and the process exits non-zero, so whoever supervises the parent sees it. Dropping
+//! its notifications instead would leave it with a silently wrong picture of its threads.
 //!
 //! Reading and writing happen on two dedicated OS threads with plain blocking I/O: stdin and
 //! stdout may be pipes, files or terminals, and a thread per direction costs far less than
@@ -11,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Server;
-use crate::connection::{Origin, WhenFull};
+use crate::connection::{CloseReason, Closing, Origin, OutboundQueue};
 
 /// What the stdin thread reports.
 enum Line {
@@ -21,8 +28,9 @@ enum Line {
     Failed(io::Error),
 }
 
-/// Serves the process's stdin/stdout until stdin ends or the server shuts down.
-pub async fn serve(server: Arc<Server>) {
+/// Serves the process's stdin/stdout until stdin ends, the server shuts down, or the connection
+/// is closed; returns why it was closed, if it was.
+pub async fn serve(server: Arc<Server>) -> Option<CloseReason> {
     let max_frame = server.limits.max_frame_bytes;
     let shutdown = server.shutdown.clone();
     let (lines_tx, mut lines) = mpsc::channel(64);
@@ -33,12 +41,11 @@ pub async fn serve(server: Arc<Server>) {
     super::run(
         &server,
         Origin::Stdio,
-        WhenFull::Wait,
-        server.limits.stdio_outbound_queue,
         async move |inbox, connection| {
             loop {
                 let line = tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = connection.closed().cancelled() => break,
                     line = lines.recv() => line.unwrap_or(Line::End),
                 };
                 match line {
@@ -49,24 +56,20 @@ pub async fn serve(server: Arc<Server>) {
                     }
                     Line::End => break,
                     Line::TooLong => {
-                        tracing::warn!(
-                            connection = connection.id(),
-                            max_frame,
-                            "closing connection: a frame is larger than the limit"
-                        );
+                        connection.close(CloseReason::FrameTooLarge { limit: max_frame });
                         break;
                     }
                     Line::Failed(err) => {
-                        tracing::warn!(
-                            connection = connection.id(),
-                            "closing connection: reading stdin failed: {err}"
-                        );
+                        connection.close(CloseReason::Transport(format!(
+                            "reading stdin failed: {err}"
+                        )));
                         break;
                     }
                 }
             }
         },
-        async |outbound, _closed| {
+        async |outbound| {
+            let closing = Arc::clone(outbound.closing());
             let (done, finished) = oneshot::channel();
             let spawned = std::thread::Builder::new()
                 .name("tether-stdout".into())
@@ -74,12 +77,25 @@ pub async fn serve(server: Arc<Server>) {
                     write_stdout(outbound);
                     let _ = done.send(());
                 });
-            if spawned.is_ok() {
-                let _ = finished.await;
+            if spawned.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = finished => {}
+                // A parent that stopped reading may never take the rest: the process ends
+                // without waiting for it.
+                _ = too_slow(&closing) => {}
             }
         },
     )
-    .await;
+    .await
+}
+
+async fn too_slow(closing: &Closing) {
+    closing.token().cancelled().await;
+    if !matches!(closing.reason(), Some(CloseReason::TooSlow { .. })) {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn read_stdin(max_frame: usize, lines: mpsc::Sender<Line>) {
@@ -99,7 +115,7 @@ fn read_stdin(max_frame: usize, lines: mpsc::Sender<Line>) {
     }
 }
 
-fn write_stdout(mut outbound: mpsc::Receiver<String>) {
+fn write_stdout(mut outbound: OutboundQueue) {
     let mut stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     while let Some(frame) = outbound.blocking_recv() {
         let written = (|| {
@@ -111,7 +127,9 @@ fn write_stdout(mut outbound: mpsc::Receiver<String>) {
             io::Result::Ok(())
         })();
         if let Err(err) = written {
-            tracing::warn!("writing stdout failed: {err}");
+            outbound.closing().close(CloseReason::Transport(format!(
+                "writing stdout failed: {err}"
+            )));
             return;
         }
     }

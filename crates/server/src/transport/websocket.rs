@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -16,9 +16,13 @@ use futures_util::{SinkExt as _, StreamExt as _};
 
 use super::auth::WsAuth;
 use crate::Server;
-use crate::connection::{Origin, WhenFull};
+use crate::connection::{CloseReason, Origin};
 
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// How long a closing connection may take to send its close frame: a client that stopped reading
+/// never takes it, and its socket is dropped after this anyway.
+const CLOSE_FRAME_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 struct Listener {
@@ -91,11 +95,10 @@ async fn upgrade(
 async fn serve_socket(server: Arc<Server>, socket: WebSocket, origin: Origin) {
     let (mut sink, mut stream) = socket.split();
     let shutdown = server.shutdown.clone();
+    let max_frame = server.limits.max_frame_bytes;
     super::run(
         &server,
         origin,
-        WhenFull::Disconnect,
-        server.limits.ws_outbound_queue,
         async move |inbox, connection| {
             loop {
                 let message = tokio::select! {
@@ -112,32 +115,77 @@ async fn serve_socket(server: Arc<Server>, socket: WebSocket, origin: Origin) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(err)) => {
-                        tracing::warn!(connection = connection.id(), "closing connection: {err}");
-                        connection.closed().cancel();
+                        connection.close(read_failure(err, max_frame));
                         break;
                     }
                 }
             }
         },
-        async move |mut outbound, closed| {
-            loop {
+        async move |outbound| {
+            let closing = Arc::clone(outbound.closing());
+            let closed = closing.token().clone();
+            let mut outbound = Some(outbound);
+            while let Some(queue) = outbound.as_mut() {
                 let frame = tokio::select! {
                     _ = closed.cancelled() => break,
-                    frame = outbound.recv() => frame,
+                    frame = queue.recv() => frame,
                 };
                 let Some(frame) = frame else { break };
                 let sent = tokio::select! {
                     _ = closed.cancelled() => break,
-                    sent = sink.send(Message::Text(frame.into())) => sent,
+                    sent = sink.send(Message::Text((*frame).into())) => sent,
                 };
-                if sent.is_err() {
-                    closed.cancel();
+                if let Err(err) = sent {
+                    closing.close(CloseReason::Transport(format!(
+                        "writing the socket failed: {err}"
+                    )));
                     break;
                 }
             }
-            let _ = sink.send(Message::Close(None)).await;
-            let _ = sink.close().await;
+            // A closed connection's backlog is dropped now, not when its client goes away.
+            drop(outbound);
+            let frame = closing.reason().and_then(close_frame);
+            let _ = tokio::time::timeout(CLOSE_FRAME_GRACE, async {
+                let _ = sink.send(Message::Close(frame)).await;
+                let _ = sink.close().await;
+            })
+            .await;
         },
     )
     .await;
+}
+
+/// Why reading failed, as a close reason: tungstenite reports a message or frame over the limit
+/// as a capacity error, anything else the client sent wrong as a protocol error.
+fn read_failure(err: axum::Error, max_frame: usize) -> CloseReason {
+    use tungstenite::Error;
+    match err.into_inner().downcast::<Error>().map(|err| *err) {
+        Ok(Error::Capacity(_)) => CloseReason::FrameTooLarge { limit: max_frame },
+        Ok(err @ (Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt)) => {
+            CloseReason::Protocol(format!("the client broke the websocket protocol: {err}"))
+        }
+        Ok(err) => CloseReason::Transport(format!("reading the socket failed: {err}")),
+        Err(err) => CloseReason::Transport(format!("reading the socket failed: {err}")),
+    }
+}
+
+/// The close frame that tells the client why (RFC 6455 codes; the reason fits the 123 bytes a
+/// close frame allows). A failed transport gets none: there is nobody to tell.
+fn close_frame(reason: &CloseReason) -> Option<CloseFrame> {
+    let (code, text) = match reason {
+        CloseReason::FrameTooLarge { limit } => (
+            close_code::SIZE,
+            format!("message too big: the limit is {limit} bytes"),
+        ),
+        CloseReason::TooSlow { limit } => (
+            close_code::POLICY,
+            format!("client too slow: more than {limit} bytes queued for it"),
+        ),
+        CloseReason::Protocol(_) => (close_code::PROTOCOL, "protocol error".to_owned()),
+        CloseReason::Transport(_) => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: text.into(),
+    })
 }
