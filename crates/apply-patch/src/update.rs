@@ -1,0 +1,355 @@
+//! Applying an update hunk's chunks to a file's text.
+//!
+//! Lines keep the line ending they had (`\n` or `\r\n`); new lines get the file's preferred
+//! ending, the one its first line break uses (`\n` when it has none); and every line of an updated
+//! file ends with a line break, so a missing final newline is added.
+
+use std::path::Path;
+
+use crate::PatchError;
+use crate::parser::UpdateChunk;
+use crate::seek::seek_sequence;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Lf,
+    CrLf,
+}
+
+impl Ending {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ending::Lf => "\n",
+            Ending::CrLf => "\r\n",
+        }
+    }
+}
+
+struct Line {
+    text: String,
+    ending: Option<Ending>,
+}
+
+/// `(first line replaced, how many lines, the lines put there)`.
+type Replacement = (usize, usize, Vec<String>);
+
+/// The new text of a file after applying `chunks` to `original`. `path` is the absolute path,
+/// used in the error texts.
+pub(crate) fn apply_chunks(
+    original: &str,
+    chunks: &[UpdateChunk],
+    path: &Path,
+) -> Result<String, PatchError> {
+    let (lines, preferred) = split_lines(original);
+    let texts: Vec<String> = lines.iter().map(|line| line.text.clone()).collect();
+    let replacements = find_replacements(&texts, chunks, path)?;
+
+    let mut source = lines.into_iter();
+    let mut result: Vec<Line> = Vec::new();
+    let mut position = 0;
+    for (start, removed, added) in replacements {
+        result.extend(source.by_ref().take(start - position));
+        source.by_ref().take(removed).for_each(drop);
+        result.extend(added.into_iter().map(|text| Line {
+            text,
+            ending: Some(preferred),
+        }));
+        position = start + removed;
+    }
+    result.extend(source);
+
+    Ok(result
+        .iter()
+        .flat_map(|line| {
+            [
+                line.text.as_str(),
+                line.ending.unwrap_or(preferred).as_str(),
+            ]
+        })
+        .collect())
+}
+
+/// The file's lines (a final line without a line break has no ending) and its preferred ending.
+fn split_lines(text: &str) -> (Vec<Line>, Ending) {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    while let Some(newline) = rest.find('\n') {
+        let line = &rest[..newline];
+        let (text, ending) = match line.strip_suffix('\r') {
+            Some(text) => (text, Ending::CrLf),
+            None => (line, Ending::Lf),
+        };
+        lines.push(Line {
+            text: text.to_string(),
+            ending: Some(ending),
+        });
+        rest = &rest[newline + 1..];
+    }
+    if !rest.is_empty() {
+        lines.push(Line {
+            text: rest.to_string(),
+            ending: None,
+        });
+    }
+    let preferred = lines
+        .first()
+        .and_then(|line| line.ending)
+        .unwrap_or(Ending::Lf);
+    (lines, preferred)
+}
+
+/// Where each chunk applies, in file order. Chunks are sought in patch order, each after the
+/// previous one's match.
+fn find_replacements(
+    lines: &[String],
+    chunks: &[UpdateChunk],
+    path: &Path,
+) -> Result<Vec<Replacement>, PatchError> {
+    let mut replacements = Vec::new();
+    let mut next = 0;
+    for chunk in chunks {
+        if let Some(context) = &chunk.change_context {
+            let found = seek_sequence(lines, std::slice::from_ref(context), next, false)
+                .ok_or_else(|| {
+                    PatchError::Mismatch(format!(
+                        "Failed to find context '{context}' in {}",
+                        path.display()
+                    ))
+                })?;
+            next = found + 1;
+        }
+
+        if chunk.old_lines.is_empty() {
+            // A pure addition goes at the end of the file, before a final empty line if any.
+            let at = match lines.last() {
+                Some(last) if last.is_empty() => lines.len() - 1,
+                _ => lines.len(),
+            };
+            replacements.push((at, 0, chunk.new_lines.clone()));
+            continue;
+        }
+
+        let mut old: &[String] = &chunk.old_lines;
+        let mut new: &[String] = &chunk.new_lines;
+        let mut found = seek_sequence(lines, old, next, chunk.is_end_of_file);
+        // A trailing empty line in the chunk often stands for the file's final newline, which is
+        // not a line here: retry without it.
+        if found.is_none() && old.last().is_some_and(String::is_empty) {
+            old = &old[..old.len() - 1];
+            if new.last().is_some_and(String::is_empty) {
+                new = &new[..new.len() - 1];
+            }
+            found = seek_sequence(lines, old, next, chunk.is_end_of_file);
+        }
+        let start = found.ok_or_else(|| {
+            PatchError::Mismatch(format!(
+                "Failed to find expected lines in {}:\n{}",
+                path.display(),
+                chunk.old_lines.join("\n")
+            ))
+        })?;
+        replacements.push((start, old.len(), new.to_vec()));
+        next = start + old.len();
+    }
+    replacements.sort_by_key(|(start, _, _)| *start);
+    Ok(replacements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(context: Option<&str>, old: &[&str], new: &[&str], eof: bool) -> UpdateChunk {
+        UpdateChunk {
+            change_context: context.map(str::to_string),
+            old_lines: old.iter().map(|line| line.to_string()).collect(),
+            new_lines: new.iter().map(|line| line.to_string()).collect(),
+            is_end_of_file: eof,
+        }
+    }
+
+    fn apply(original: &str, chunks: &[UpdateChunk]) -> String {
+        match apply_chunks(original, chunks, Path::new("/w/f.txt")) {
+            Ok(text) => text,
+            Err(error) => panic!("chunks should apply, got {error}"),
+        }
+    }
+
+    fn error(original: &str, chunks: &[UpdateChunk]) -> String {
+        match apply_chunks(original, chunks, Path::new("/w/f.txt")) {
+            Ok(text) => panic!("chunks should not apply, got {text:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn replaces_lines_in_place() {
+        assert_eq!(
+            apply("a\nb\nc\n", &[chunk(None, &["b"], &["B"], false)]),
+            "a\nB\nc\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_final_newline_is_added() {
+        assert_eq!(
+            apply(
+                "no newline",
+                &[chunk(None, &["no newline"], &["changed"], false)]
+            ),
+            "changed\n"
+        );
+        assert_eq!(
+            apply("x\na\ny", &[chunk(None, &["a"], &["a", "b"], false)]),
+            "x\na\nb\ny\n"
+        );
+    }
+
+    #[test]
+    fn deleting_every_line_leaves_an_empty_file() {
+        assert_eq!(apply("a\n", &[chunk(None, &["a"], &[], false)]), "");
+        assert_eq!(apply("a", &[chunk(None, &["a"], &[], false)]), "");
+    }
+
+    #[test]
+    fn pure_additions_go_at_the_end_before_a_final_empty_line() {
+        assert_eq!(
+            apply("x\ny\n", &[chunk(None, &[], &["added"], false)]),
+            "x\ny\nadded\n"
+        );
+        assert_eq!(
+            apply("x\ny", &[chunk(None, &[], &["added"], false)]),
+            "x\ny\nadded\n"
+        );
+        assert_eq!(apply("", &[chunk(None, &[], &["added"], false)]), "added\n");
+        assert_eq!(
+            apply("a\n\n", &[chunk(None, &[], &["x"], false)]),
+            "a\nx\n\n"
+        );
+    }
+
+    #[test]
+    fn replacements_are_applied_in_file_order() {
+        let chunks = [
+            chunk(None, &[], &["x"], false),
+            chunk(None, &["a"], &["A"], false),
+        ];
+        assert_eq!(apply("a\nb\n", &chunks), "A\nb\nx\n");
+    }
+
+    #[test]
+    fn line_endings_are_kept_and_new_lines_use_the_first_break_style() {
+        assert_eq!(
+            apply("a\r\nb\r\nc\r\n", &[chunk(None, &["b"], &["B"], false)]),
+            "a\r\nB\r\nc\r\n"
+        );
+        assert_eq!(
+            apply("a\r\nb\nc\r\n", &[chunk(None, &["b"], &["B", "B2"], false)]),
+            "a\r\nB\r\nB2\r\nc\r\n"
+        );
+        assert_eq!(
+            apply("a\nb\r\nc\r\n", &[chunk(None, &["b"], &["B"], false)]),
+            "a\nB\nc\r\n"
+        );
+        assert_eq!(
+            apply("a\r\nb\r\nc", &[chunk(None, &["c"], &["C"], false)]),
+            "a\r\nb\r\nC\r\n"
+        );
+    }
+
+    #[test]
+    fn context_line_is_sought_first_and_lines_after_it() {
+        let original = "class B\n def f():\n    pass\nclass A\n def f():\n    pass\n";
+        assert_eq!(
+            apply(
+                original,
+                &[chunk(
+                    Some("class A"),
+                    &[" def f():", "    pass"],
+                    &[" def f():", "    return 1"],
+                    false
+                )]
+            ),
+            "class B\n def f():\n    pass\nclass A\n def f():\n    return 1\n"
+        );
+        // The context line itself is not part of the match.
+        assert_eq!(
+            apply("b\nb\n", &[chunk(Some("b"), &["b"], &["d"], false)]),
+            "b\nd\n"
+        );
+    }
+
+    #[test]
+    fn chunks_are_sought_after_the_previous_match() {
+        assert_eq!(
+            apply(
+                "a\na\n",
+                &[
+                    chunk(None, &["a"], &["A"], false),
+                    chunk(None, &["a"], &["A2"], false)
+                ]
+            ),
+            "A\nA2\n"
+        );
+        assert_eq!(
+            error(
+                "a\nb\n",
+                &[
+                    chunk(None, &["b"], &["B"], false),
+                    chunk(None, &["a"], &["A"], false)
+                ]
+            ),
+            "Failed to find expected lines in /w/f.txt:\na"
+        );
+    }
+
+    #[test]
+    fn end_of_file_chunks_match_only_the_last_lines() {
+        assert_eq!(
+            apply("x\ny\nx\n", &[chunk(None, &["x"], &["X"], true)]),
+            "x\ny\nX\n"
+        );
+        assert_eq!(
+            apply("x\ny\nx\n", &[chunk(None, &["x"], &["X"], false)]),
+            "X\ny\nx\n"
+        );
+        assert_eq!(
+            error("x\ny\n", &[chunk(None, &["x"], &["X"], true)]),
+            "Failed to find expected lines in /w/f.txt:\nx"
+        );
+    }
+
+    #[test]
+    fn a_trailing_empty_old_line_stands_for_the_final_newline() {
+        assert_eq!(
+            apply(
+                "a\nb\n",
+                &[chunk(None, &["a", "b", ""], &["a", "B", ""], false)]
+            ),
+            "a\nB\n"
+        );
+        assert_eq!(
+            apply(
+                "a\nb\n",
+                &[chunk(None, &["a", "b"], &["a", "B", ""], false)]
+            ),
+            "a\nB\n\n"
+        );
+        assert_eq!(
+            apply("a\n", &[chunk(None, &["a", ""], &["a"], false)]),
+            "a\n"
+        );
+    }
+
+    #[test]
+    fn missing_context_and_lines_report_the_path_and_what_was_sought() {
+        assert_eq!(
+            error("a\nb\n", &[chunk(Some("nope"), &["a"], &["b"], false)]),
+            "Failed to find context 'nope' in /w/f.txt"
+        );
+        assert_eq!(
+            error("a\nb\n", &[chunk(None, &["a", "zz"], &["yes"], false)]),
+            "Failed to find expected lines in /w/f.txt:\na\nzz"
+        );
+    }
+}
