@@ -32,7 +32,7 @@ mod update;
 use std::io;
 use std::path::PathBuf;
 
-pub use parser::{Hunk, ParseError, Patch, UpdateChunk, parse_patch};
+pub use parser::{ChunkLine, Hunk, ParseError, Patch, UpdateChunk, parse_patch};
 pub use plan::{ApplyFailure, ChangeKind, FileChange, PatchPlan, apply_patch, plan_patch};
 pub use summary::success_summary;
 pub use turn_diff::TurnDiff;

@@ -55,14 +55,41 @@ pub enum Hunk {
 /// One `@@` section of an update: lines to find and what replaces them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdateChunk {
-    /// The text after `@@ `: a line sought first; `old_lines` are then sought after it.
+    /// The text after `@@ `: a line sought first; the old lines are then sought after it.
     pub change_context: Option<String>,
-    /// Context and `-` lines, in order: the lines that must be present.
-    pub old_lines: Vec<String>,
-    /// Context and `+` lines, in order: the lines that replace `old_lines`.
-    pub new_lines: Vec<String>,
-    /// The chunk ended with `*** End of File`: `old_lines` must be the last lines of the file.
+    /// The chunk's lines, in order, without their markers.
+    pub lines: Vec<ChunkLine>,
+    /// The chunk ended with `*** End of File`: the old lines must be the last lines of the file.
     pub is_end_of_file: bool,
+}
+
+/// One line of a chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkLine {
+    /// ` text` (or an empty line): must be present, and stays as the file has it.
+    Context(String),
+    /// `-text`: must be present, and is removed.
+    Removed(String),
+    /// `+text`: is inserted.
+    Added(String),
+}
+
+impl UpdateChunk {
+    /// The lines that must be present: context and removed lines.
+    pub fn old_lines(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().filter_map(|line| match line {
+            ChunkLine::Context(text) | ChunkLine::Removed(text) => Some(text.as_str()),
+            ChunkLine::Added(_) => None,
+        })
+    }
+
+    /// The lines that replace them: context and added lines.
+    pub fn new_lines(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().filter_map(|line| match line {
+            ChunkLine::Context(text) | ChunkLine::Added(text) => Some(text.as_str()),
+            ChunkLine::Removed(_) => None,
+        })
+    }
 }
 
 /// Why patch text did not parse. The `Display` texts are codex's, verbatim.
@@ -94,8 +121,9 @@ impl Hunk {
 ///
 /// Lenient as codex is: the text is trimmed; marker lines are compared trimmed; a heredoc wrapper
 /// (`<<EOF`, `<<'EOF'` or `<<"EOF"` … `EOF`) is stripped; the first chunk of an update may omit
-/// `@@`; blank lines between chunks are skipped; an empty line inside a chunk is an empty context
-/// line. A patch with no hunks parses (applying it is what fails).
+/// `@@`; blank lines after an `*** End of File` are skipped; an empty line inside a chunk is an
+/// empty context line; an early `*** End Patch` may be followed only by end markers and blank
+/// lines. A patch with no hunks parses (applying it is what fails).
 pub fn parse_patch(text: &str) -> Result<Patch, ParseError> {
     let lines: Vec<&str> = text.trim().lines().collect();
     let body = match patch_body(&lines) {
@@ -110,7 +138,18 @@ pub fn parse_patch(text: &str) -> Result<Patch, ParseError> {
     let mut remaining = body;
     // Line 1 is `*** Begin Patch`; in the heredoc form the count starts after the opener too.
     let mut line_number = 2;
-    while !remaining.is_empty() {
+    while let Some(line) = remaining.first() {
+        // An end marker before the last line ends the patch early: codex 0.169 accepts further end
+        // markers and blank lines after it, and nothing else.
+        if is_end_patch(line) {
+            if remaining
+                .iter()
+                .all(|line| is_end_patch(line) || line.trim().is_empty())
+            {
+                break;
+            }
+            return Err(last_line_error());
+        }
         let (hunk, consumed) = parse_hunk(remaining, line_number)?;
         hunks.push(hunk);
         line_number += consumed;
@@ -119,32 +158,25 @@ pub fn parse_patch(text: &str) -> Result<Patch, ParseError> {
     Ok(Patch { hunks })
 }
 
-/// The lines between `*** Begin Patch` and the first `*** End Patch`. Only further `*** End
-/// Patch` lines may follow that one (codex 0.169 accepts a doubled end marker but rejects a second
-/// patch or anything else after the first).
+/// The lines between a first line `*** Begin Patch` and a last line `*** End Patch`.
 fn patch_body<'a>(lines: &'a [&'a str]) -> Result<&'a [&'a str], ParseError> {
-    let last_line_error =
-        || ParseError::InvalidPatch("The last line of the patch must be '*** End Patch'".into());
-    match lines.first() {
-        Some(first) if first.trim() == BEGIN_PATCH => {}
-        // An empty patch reports the missing end marker, as codex does.
-        None => return Err(last_line_error()),
-        Some(_) => {
-            return Err(ParseError::InvalidPatch(
-                "The first line of the patch must be '*** Begin Patch'".into(),
-            ));
-        }
+    match lines {
+        [first, ..] if first.trim() != BEGIN_PATCH => Err(ParseError::InvalidPatch(
+            "The first line of the patch must be '*** Begin Patch'".into(),
+        )),
+        [_, body @ .., last] if last.trim() == END_PATCH => Ok(body),
+        // Also an empty patch, which reports the missing end marker as codex does.
+        _ => Err(last_line_error()),
     }
-    let end = lines
-        .iter()
-        .skip(1)
-        .position(|line| line.trim() == END_PATCH)
-        .map(|index| index + 1)
-        .ok_or_else(last_line_error)?;
-    if lines[end + 1..].iter().any(|line| line.trim() != END_PATCH) {
-        return Err(last_line_error());
-    }
-    Ok(&lines[1..end])
+}
+
+fn last_line_error() -> ParseError {
+    ParseError::InvalidPatch("The last line of the patch must be '*** End Patch'".into())
+}
+
+/// Whether a line is an end marker (compared trimmed).
+fn is_end_patch(line: &str) -> bool {
+    line.trim() == END_PATCH
 }
 
 /// The lines inside a heredoc wrapper, when the text is one: an opener line, a last line ending in
@@ -214,22 +246,33 @@ fn parse_update(
     line_number: usize,
 ) -> Result<(Hunk, usize), ParseError> {
     let mut consumed = 1;
-    // The move line is compared with trailing whitespace removed, leading whitespace kept.
-    let move_path = lines
-        .get(1)
-        .and_then(|line| line.trim_end().strip_prefix(MOVE_TO))
-        .map(PathBuf::from);
-    if move_path.is_some() {
-        consumed += 1;
+    let mut move_path = None;
+    // Before the first chunk, codex 0.169 skips `*** End of File` lines (without setting the
+    // flag) and takes one move line among them. Both compare with trailing whitespace removed,
+    // leading whitespace kept.
+    while let Some(line) = lines.get(consumed).map(|line| line.trim_end()) {
+        if line == END_OF_FILE {
+            consumed += 1;
+        } else if let Some(dest) = line.strip_prefix(MOVE_TO).filter(|_| move_path.is_none()) {
+            move_path = Some(PathBuf::from(dest));
+            consumed += 1;
+        } else {
+            break;
+        }
     }
 
     let mut chunks = Vec::new();
     while let Some(line) = lines.get(consumed) {
-        if line.trim().is_empty() {
+        // Blank lines are skipped only after an `*** End of File`; anywhere else in an update
+        // they are context lines, or (whitespace-only, after a chunk) a chunk lacking its `@@`.
+        let after_end_of_file = chunks
+            .last()
+            .is_some_and(|chunk: &UpdateChunk| chunk.is_end_of_file);
+        if after_end_of_file && line.trim().is_empty() {
             consumed += 1;
             continue;
         }
-        if is_hunk_header(line) {
+        if is_hunk_header(line) || is_end_patch(line) {
             break;
         }
         let (chunk, used) = parse_chunk(
@@ -286,8 +329,7 @@ fn parse_chunk(
 
     let mut chunk = UpdateChunk {
         change_context,
-        old_lines: Vec::new(),
-        new_lines: Vec::new(),
+        lines: Vec::new(),
         is_end_of_file: false,
     };
     let mut parsed = 0;
@@ -300,17 +342,11 @@ fn parse_chunk(
             parsed += 1;
             break;
         }
+        let text = || line.get(1..).unwrap_or_default().to_string();
         match line.chars().next() {
-            None => {
-                chunk.old_lines.push(String::new());
-                chunk.new_lines.push(String::new());
-            }
-            Some(' ') => {
-                chunk.old_lines.push(line[1..].to_string());
-                chunk.new_lines.push(line[1..].to_string());
-            }
-            Some('+') => chunk.new_lines.push(line[1..].to_string()),
-            Some('-') => chunk.old_lines.push(line[1..].to_string()),
+            None | Some(' ') => chunk.lines.push(ChunkLine::Context(text())),
+            Some('+') => chunk.lines.push(ChunkLine::Added(text())),
+            Some('-') => chunk.lines.push(ChunkLine::Removed(text())),
             Some(_) if parsed == 0 => {
                 return Err(invalid_hunk(
                     format!(
@@ -340,11 +376,22 @@ mod tests {
         }
     }
 
-    fn chunk(context: Option<&str>, old: &[&str], new: &[&str], eof: bool) -> UpdateChunk {
+    /// A chunk from marked lines: ` context`, `-removed`, `+added`.
+    fn chunk(context: Option<&str>, marked: &[&str], eof: bool) -> UpdateChunk {
+        let lines = marked
+            .iter()
+            .map(|line| {
+                let text = line[1..].to_string();
+                match &line[..1] {
+                    " " => ChunkLine::Context(text),
+                    "-" => ChunkLine::Removed(text),
+                    _ => ChunkLine::Added(text),
+                }
+            })
+            .collect();
         UpdateChunk {
             change_context: context.map(str::to_string),
-            old_lines: old.iter().map(|line| line.to_string()).collect(),
-            new_lines: new.iter().map(|line| line.to_string()).collect(),
+            lines,
             is_end_of_file: eof,
         }
     }
@@ -388,8 +435,7 @@ mod tests {
                     Some("dst.py"),
                     vec![chunk(
                         Some("def f():"),
-                        &["    pass"],
-                        &["    return 1"],
+                        &["-    pass", "+    return 1"],
                         false
                     )]
                 ),
@@ -477,7 +523,7 @@ mod tests {
             vec![update(
                 "f.txt",
                 None,
-                vec![chunk(None, &["one"], &["two"], false)]
+                vec![chunk(None, &["-one", "+two"], false)]
             )]
         );
     }
@@ -537,7 +583,7 @@ mod tests {
             vec![update(
                 "f.py",
                 None,
-                vec![chunk(None, &["import foo"], &["import foo", "bar"], false)]
+                vec![chunk(None, &[" import foo", "+bar"], false)]
             )]
         );
     }
@@ -571,8 +617,8 @@ mod tests {
                 "u",
                 None,
                 vec![
-                    chunk(None, &["a"], &["b"], true),
-                    chunk(None, &["c"], &["d"], false)
+                    chunk(None, &["-a", "+b"], true),
+                    chunk(None, &["-c", "+d"], false)
                 ]
             )]
         );
@@ -583,8 +629,8 @@ mod tests {
                 "u",
                 None,
                 vec![
-                    chunk(None, &["a", "", " "], &["", " "], false),
-                    chunk(None, &["c"], &[], false)
+                    chunk(None, &["-a", " ", "  "], false),
+                    chunk(None, &["-c"], false)
                 ]
             )]
         );
@@ -601,8 +647,7 @@ mod tests {
                 None,
                 vec![chunk(
                     Some("ctx"),
-                    &["", "context", "remove"],
-                    &["", "context", "add"],
+                    &[" ", " context", "-remove", "+add"],
                     false
                 )]
             )]
@@ -617,19 +662,15 @@ mod tests {
                 "u",
                 None,
                 vec![
-                    chunk(Some("  ctx"), &["a"], &[], false),
-                    chunk(None, &["b"], &[], false)
+                    chunk(Some("  ctx"), &["-a"], false),
+                    chunk(None, &["-b"], false)
                 ]
             )]
         );
         // With a leading space, `@@` is a context line.
         assert_eq!(
             hunks("*** Begin Patch\n*** Update File: u\n @@\n-a\n*** End Patch"),
-            vec![update(
-                "u",
-                None,
-                vec![chunk(None, &["@@", "a"], &["@@"], false)]
-            )]
+            vec![update("u", None, vec![chunk(None, &[" @@", "-a"], false)])]
         );
     }
 
@@ -643,10 +684,7 @@ mod tests {
             vec![update(
                 "u",
                 None,
-                vec![
-                    chunk(None, &[], &["x"], true),
-                    chunk(None, &["a"], &[], true)
-                ]
+                vec![chunk(None, &["+x"], true), chunk(None, &["-a"], true)]
             )]
         );
         // Indented, it is a context line.
@@ -655,12 +693,7 @@ mod tests {
             vec![update(
                 "u",
                 None,
-                vec![chunk(
-                    None,
-                    &["a", "*** End of File"],
-                    &["*** End of File"],
-                    false
-                )]
+                vec![chunk(None, &["-a", " *** End of File"], false)]
             )]
         );
     }
@@ -669,11 +702,7 @@ mod tests {
     fn move_line_ignores_trailing_whitespace_only() {
         assert_eq!(
             hunks("*** Begin Patch\n*** Update File: u\n*** Move to: v \n@@\n-a\n*** End Patch"),
-            vec![update(
-                "u",
-                Some("v"),
-                vec![chunk(None, &["a"], &[], false)]
-            )]
+            vec![update("u", Some("v"), vec![chunk(None, &["-a"], false)])]
         );
         // Indented, it is a context line of the first chunk.
         assert_eq!(
@@ -681,13 +710,27 @@ mod tests {
             vec![update(
                 "u",
                 None,
-                vec![chunk(
-                    None,
-                    &[" *** Move to: v", "a"],
-                    &[" *** Move to: v"],
-                    false
-                )]
+                vec![chunk(None, &["  *** Move to: v", "-a"], false)]
             )]
+        );
+    }
+
+    #[test]
+    fn end_of_file_lines_before_the_first_chunk_are_skipped() {
+        assert_eq!(
+            hunks(
+                "*** Begin Patch\n*** Update File: u\n*** End of File\n*** Move to: v\n\
+                 *** End of File \n-a\n+A\n*** End Patch"
+            ),
+            vec![update(
+                "u",
+                Some("v"),
+                vec![chunk(None, &["-a", "+A"], false)]
+            )]
+        );
+        assert_eq!(
+            error_text("*** Begin Patch\n*** Update File: u\n*** End of File\n*** End Patch"),
+            "invalid hunk at line 2, Update file hunk for path 'u' is empty"
         );
     }
 
@@ -699,9 +742,7 @@ mod tests {
             expected
         );
         assert_eq!(
-            error_text(
-                "*** Begin Patch\n*** Update File: test.py\n*** Move to: x\n\n*** End Patch"
-            ),
+            error_text("*** Begin Patch\n*** Update File: test.py\n*** Move to: x\n*** End Patch"),
             expected
         );
         assert_eq!(
@@ -709,6 +750,60 @@ mod tests {
                 "*** Begin Patch\n*** Update File: test.py\n*** Add File: x\n+y\n*** End Patch"
             ),
             expected
+        );
+    }
+
+    #[test]
+    fn a_blank_line_alone_is_a_chunk_of_one_empty_context_line() {
+        let blank = chunk(None, &[" "], false);
+        assert_eq!(
+            hunks("*** Begin Patch\n*** Update File: u\n\n*** Delete File: d\n*** End Patch"),
+            vec![
+                update("u", None, vec![blank.clone()]),
+                Hunk::Delete { path: "d".into() }
+            ]
+        );
+        assert_eq!(
+            hunks("*** Begin Patch\n*** Update File: u\n*** Move to: v\n\n*** End Patch"),
+            vec![update("u", Some("v"), vec![blank])]
+        );
+    }
+
+    #[test]
+    fn a_whitespace_line_after_a_chunk_is_a_chunk_without_marker() {
+        assert_eq!(
+            error_text(
+                "*** Begin Patch\n*** Update File: u\n  \n\t\n*** Delete File: d\n*** End Patch"
+            ),
+            "invalid hunk at line 4, Expected update hunk to start with a @@ context marker, \
+             got: '\t'"
+        );
+    }
+
+    #[test]
+    fn an_early_end_marker_ends_the_patch() {
+        // Hunks before it are parsed first, so their errors come first.
+        assert_eq!(
+            error_text(
+                "*** Begin Patch\n*** Update File: f\n*** Delete File: g\n d\n*** End Patch\n\
+                 *** End Patch"
+            ),
+            "invalid hunk at line 2, Update file hunk for path 'f' is empty"
+        );
+        assert_eq!(
+            hunks("*** Begin Patch\n*** Update File: u\n@@\n-a\n*** End Patch \n\n*** End Patch"),
+            vec![update("u", None, vec![chunk(None, &["-a"], false)])]
+        );
+        assert_eq!(
+            error_text(
+                "*** Begin Patch\n*** Update File: u\n@@\n-a\n*** End Patch\n*** Add File: z\n\
+                 +w\n*** End Patch"
+            ),
+            "invalid patch: The last line of the patch must be '*** End Patch'"
+        );
+        assert_eq!(
+            error_text("*** Begin Patch\n*** End Patch\n*** Add File: x\n+y\n*** End Patch"),
+            "invalid patch: The last line of the patch must be '*** End Patch'"
         );
     }
 
@@ -811,7 +906,7 @@ mod tests {
     fn crlf_patch_text_parses_like_lf() {
         assert_eq!(
             hunks("*** Begin Patch\r\n*** Update File: u\r\n@@\r\n-b\r\n+B\r\n*** End Patch\r\n"),
-            vec![update("u", None, vec![chunk(None, &["b"], &["B"], false)])]
+            vec![update("u", None, vec![chunk(None, &["-b", "+B"], false)])]
         );
     }
 
@@ -823,7 +918,7 @@ mod tests {
                  +content\n*** End Patch"
             ),
             vec![
-                update("file.py", None, vec![chunk(None, &[], &["line"], false)]),
+                update("file.py", None, vec![chunk(None, &["+line"], false)]),
                 Hunk::Add {
                     path: "other.py".into(),
                     contents: "content\n".into()
