@@ -334,6 +334,14 @@ fn parse_chunk(
     };
     let mut parsed = 0;
     for line in &lines[start..] {
+        // An end marker ends the chunk's lines; a hunk header right after `@@` does not, and is
+        // reported as an unexpected line (as codex 0.169 does).
+        if line.trim_end() == END_PATCH {
+            if parsed == 0 {
+                return Err(invalid_hunk(NO_CHUNK_LINES.into(), line_number + start));
+            }
+            break;
+        }
         if line.trim_end() == END_OF_FILE {
             if parsed == 0 {
                 return Err(invalid_hunk(NO_CHUNK_LINES.into(), line_number + 1));
@@ -809,6 +817,16 @@ mod tests {
 
     #[test]
     fn chunk_with_only_markers_has_no_lines() {
+        assert_eq!(
+            error_text("*** Begin Patch\n*** Update File: u\n@@\n*** End Patch\n*** End Patch"),
+            "invalid hunk at line 4, Update hunk does not contain any lines"
+        );
+        assert_eq!(
+            error_text("*** Begin Patch\n*** Update File: u\n@@ x\n*** Add File: a\n*** End Patch"),
+            "invalid hunk at line 4, Unexpected line found in update hunk: '*** Add File: a'. \
+             Every line should start with ' ' (context line), '+' (added line), or '-' (removed \
+             line)"
+        );
         assert_eq!(
             error_text("*** Begin Patch\n*** Update File: u\n@@\n*** End Patch"),
             "invalid hunk at line 4, Update hunk does not contain any lines"

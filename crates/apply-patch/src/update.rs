@@ -136,11 +136,8 @@ fn find_replacements(
 
         let mut old: Vec<String> = chunk.old_lines().map(str::to_string).collect();
         if old.is_empty() {
-            // A pure addition goes at the end of the file, before a final empty line if any.
-            let start = match lines.last() {
-                Some(last) if last.is_empty() => lines.len() - 1,
-                _ => lines.len(),
-            };
+            // A pure addition goes at the end of the file (after a final empty line too).
+            let start = lines.len();
             let added = chunk
                 .new_lines()
                 .map(|text| NewLine::Text(text.to_string()));
@@ -269,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn pure_additions_go_at_the_end_before_a_final_empty_line() {
+    fn pure_additions_go_at_the_very_end() {
         assert_eq!(
             apply("x\ny\n", &[chunk(None, &["+added"], false)]),
             "x\ny\nadded\n"
@@ -279,7 +276,7 @@ mod tests {
             "x\ny\nadded\n"
         );
         assert_eq!(apply("", &[chunk(None, &["+added"], false)]), "added\n");
-        assert_eq!(apply("a\n\n", &[chunk(None, &["+x"], false)]), "a\nx\n\n");
+        assert_eq!(apply("a\n\n", &[chunk(None, &["+x"], false)]), "a\n\nx\n");
     }
 
     #[test]
