@@ -122,8 +122,8 @@ impl Hunk {
 /// Lenient as codex is: the text is trimmed; marker lines are compared trimmed; a heredoc wrapper
 /// (`<<EOF`, `<<'EOF'` or `<<"EOF"` … `EOF`) is stripped; the first chunk of an update may omit
 /// `@@`; blank lines after an `*** End of File` are skipped; an empty line inside a chunk is an
-/// empty context line; an early `*** End Patch` may be followed only by end markers and blank
-/// lines. A patch with no hunks parses (applying it is what fails).
+/// empty context line; an early `*** End Patch` may be followed only by blank lines and the
+/// last line. A patch with no hunks parses (applying it is what fails).
 pub fn parse_patch(text: &str) -> Result<Patch, ParseError> {
     let lines: Vec<&str> = text.trim().lines().collect();
     let body = match patch_body(&lines) {
@@ -139,13 +139,10 @@ pub fn parse_patch(text: &str) -> Result<Patch, ParseError> {
     // Line 1 is `*** Begin Patch`; in the heredoc form the count starts after the opener too.
     let mut line_number = 2;
     while let Some(line) = remaining.first() {
-        // An end marker before the last line ends the patch early: codex 0.169 accepts further end
-        // markers and blank lines after it, and nothing else.
+        // An end marker before the last line ends the patch early: codex 0.169 accepts only blank
+        // lines between it and the last line.
         if is_end_patch(line) {
-            if remaining
-                .iter()
-                .all(|line| is_end_patch(line) || line.trim().is_empty())
-            {
+            if remaining[1..].iter().all(|line| line.trim().is_empty()) {
                 break;
             }
             return Err(last_line_error());
@@ -811,6 +808,12 @@ mod tests {
         );
         assert_eq!(
             error_text("*** Begin Patch\n*** End Patch\n*** Add File: x\n+y\n*** End Patch"),
+            "invalid patch: The last line of the patch must be '*** End Patch'"
+        );
+        assert_eq!(
+            error_text(
+                "*** Begin Patch\n*** Add File: x\n+y\n*** End Patch\n*** End Patch\n*** End Patch"
+            ),
             "invalid patch: The last line of the patch must be '*** End Patch'"
         );
     }

@@ -5,7 +5,8 @@
 /// Four passes, each over the whole range before the next starts: exact, then ignoring trailing
 /// whitespace, then ignoring surrounding whitespace, then also treating typographic dashes,
 /// quotes and spaces as their ASCII forms. With `at_end` the pattern may only match as the last
-/// lines of the file. An empty pattern matches at `start`.
+/// lines of the file, and only if they start at or after `start`. An empty pattern matches at
+/// `start`.
 pub(crate) fn seek_sequence(
     lines: &[String],
     pattern: &[String],
@@ -16,7 +17,7 @@ pub(crate) fn seek_sequence(
         return Some(start);
     }
     let last_start = lines.len().checked_sub(pattern.len())?;
-    let first_start = if at_end { last_start } else { start };
+    let first_start = if at_end { last_start.max(start) } else { start };
     if first_start > last_start {
         return None;
     }
@@ -119,6 +120,7 @@ mod tests {
         assert_eq!(seek_sequence(&file, &lines(&["x"]), 0, true), Some(2));
         assert_eq!(seek_sequence(&file, &lines(&["y"]), 0, true), None);
         assert_eq!(seek_sequence(&file, &lines(&["x"]), 0, false), Some(0));
+        assert_eq!(seek_sequence(&file, &lines(&["y", "x"]), 2, true), None);
     }
 
     #[test]

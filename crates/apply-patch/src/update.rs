@@ -1,9 +1,10 @@
 //! Applying an update hunk's chunks to a file's text.
 //!
-//! Lines keep the line ending they had (`\n` or `\r\n`); context lines keep the file's own text
-//! (a loosely matched line is not rewritten); new lines get the file's preferred ending, the one
-//! its first line break uses (`\n` when it has none); and every line of an updated file ends with
-//! a line break, so a missing final newline is added.
+//! A chunk changes only its runs of `-` and `+` lines: context lines stay as the file has them (a
+//! loosely matched line is not rewritten), and lines keep the line ending they had (`\n` or
+//! `\r\n`). New lines get the file's preferred ending, the one its first line break uses (`\n`
+//! when it has none), and every line of an updated file ends with a line break, so a missing final
+//! newline is added.
 
 use std::path::Path;
 
@@ -32,19 +33,12 @@ struct Line {
     ending: Option<Ending>,
 }
 
-/// A line put in place of the matched ones.
-enum NewLine {
-    /// The file's line at this index, kept as it is.
-    Kept(usize),
-    /// A line from the patch.
-    Text(String),
-}
-
-/// The first line replaced, how many lines are replaced, and what goes there.
+/// Lines `start..start + removed` of the file give way to `inserted`.
+#[derive(Debug, PartialEq, Eq)]
 struct Replacement {
     start: usize,
     removed: usize,
-    lines: Vec<NewLine>,
+    inserted: Vec<String>,
 }
 
 /// The new text of a file after applying `chunks` to `original`. `path` is the absolute path,
@@ -61,15 +55,15 @@ pub(crate) fn apply_chunks(
     let mut result: Vec<Line> = Vec::new();
     let mut position = 0;
     for replacement in replacements {
-        result.extend_from_slice(&lines[position..replacement.start]);
-        result.extend(replacement.lines.into_iter().map(|line| match line {
-            NewLine::Kept(index) => lines[index].clone(),
-            NewLine::Text(text) => Line {
-                text,
-                ending: Some(preferred),
-            },
+        // Replacements never overlap (each chunk is sought after the previous one), so `start`
+        // is at or after `position`; `max` only keeps a broken invariant from panicking.
+        let start = replacement.start.max(position);
+        result.extend_from_slice(&lines[position..start]);
+        result.extend(replacement.inserted.into_iter().map(|text| Line {
+            text,
+            ending: Some(preferred),
         }));
-        position = replacement.start + replacement.removed;
+        position = (start + replacement.removed).min(lines.len());
     }
     result.extend_from_slice(&lines[position..]);
 
@@ -113,8 +107,9 @@ fn split_lines(text: &str) -> (Vec<Line>, Ending) {
     (lines, preferred)
 }
 
-/// Where each chunk applies, in file order. Chunks are sought in patch order, each after the
-/// previous one's match.
+/// Where each chunk's runs of changes apply, in file order (a stable sort, so replacements at the
+/// same line stay in patch order). Chunks are sought in patch order, each after the previous one's
+/// match.
 fn find_replacements(
     lines: &[String],
     chunks: &[UpdateChunk],
@@ -134,43 +129,24 @@ fn find_replacements(
             next = found + 1;
         }
 
-        let mut old: Vec<String> = chunk.old_lines().map(str::to_string).collect();
-        if old.is_empty() {
-            // A pure addition goes at the end of the file (after a final empty line too).
-            let start = lines.len();
-            let added = chunk
-                .new_lines()
-                .map(|text| NewLine::Text(text.to_string()));
+        if chunk.old_lines().next().is_none() {
+            // A pure addition goes at the very end of the file.
             replacements.push(Replacement {
-                start,
+                start: lines.len(),
                 removed: 0,
-                lines: added.collect(),
+                inserted: chunk.new_lines().map(str::to_string).collect(),
             });
             continue;
         }
 
-        // Each new line, with the index among the old lines of the context lines.
-        let mut new: Vec<(Option<usize>, &str)> = Vec::new();
-        let mut old_index = 0;
-        for line in &chunk.lines {
-            match line {
-                ChunkLine::Context(text) => {
-                    new.push((Some(old_index), text));
-                    old_index += 1;
-                }
-                ChunkLine::Removed(_) => old_index += 1,
-                ChunkLine::Added(text) => new.push((None, text)),
-            }
-        }
-
+        let mut chunk_lines = chunk.lines.clone();
+        let mut old = old_texts(&chunk_lines);
         let mut found = seek_sequence(lines, &old, next, chunk.is_end_of_file);
         // A trailing empty line in the chunk often stands for the file's final newline, which is
         // not a line here: retry without it.
         if found.is_none() && old.last().is_some_and(String::is_empty) {
+            drop_final_newline(&mut chunk_lines);
             old.pop();
-            if new.last().is_some_and(|(_, text)| text.is_empty()) {
-                new.pop();
-            }
             found = seek_sequence(lines, &old, next, chunk.is_end_of_file);
         }
         let start = found.ok_or_else(|| {
@@ -180,22 +156,80 @@ fn find_replacements(
                 chunk.old_lines().collect::<Vec<_>>().join("\n")
             ))
         })?;
-        let new_lines = new
-            .into_iter()
-            .map(|(old_index, text)| match old_index {
-                Some(index) if index < old.len() => NewLine::Kept(start + index),
-                _ => NewLine::Text(text.to_string()),
-            })
-            .collect();
-        replacements.push(Replacement {
-            start,
-            removed: old.len(),
-            lines: new_lines,
-        });
+        replacements.extend(change_runs(&chunk_lines, start));
         next = start + old.len();
     }
     replacements.sort_by_key(|replacement| replacement.start);
     Ok(replacements)
+}
+
+fn old_texts(lines: &[ChunkLine]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|line| match line {
+            ChunkLine::Context(text) | ChunkLine::Removed(text) => Some(text.clone()),
+            ChunkLine::Added(_) => None,
+        })
+        .collect()
+}
+
+/// Removes the chunk's last old line (an empty one), and its last new line if that is empty too.
+/// A context line dropped from the old lines stays among the new ones, as a line to insert.
+fn drop_final_newline(lines: &mut Vec<ChunkLine>) {
+    let last_old = lines
+        .iter()
+        .rposition(|line| !matches!(line, ChunkLine::Added(_)));
+    if let Some(index) = last_old {
+        match lines.remove(index) {
+            ChunkLine::Context(text) => lines.insert(index, ChunkLine::Added(text)),
+            ChunkLine::Removed(_) | ChunkLine::Added(_) => {}
+        }
+    }
+    let last_new = lines
+        .iter()
+        .rposition(|line| !matches!(line, ChunkLine::Removed(_)));
+    if let Some(index) = last_new
+        && matches!(&lines[index], ChunkLine::Context(text) | ChunkLine::Added(text) if text.is_empty())
+    {
+        match lines.remove(index) {
+            ChunkLine::Context(text) => lines.insert(index, ChunkLine::Removed(text)),
+            ChunkLine::Removed(_) | ChunkLine::Added(_) => {}
+        }
+    }
+}
+
+/// The chunk's runs of `-`/`+` lines as replacements, for a chunk whose old lines start at file
+/// line `start`.
+fn change_runs(lines: &[ChunkLine], start: usize) -> Vec<Replacement> {
+    let mut runs = Vec::new();
+    let mut run: Option<Replacement> = None;
+    let mut at = start;
+    for line in lines {
+        match line {
+            ChunkLine::Context(_) => {
+                runs.extend(run.take());
+                at += 1;
+            }
+            ChunkLine::Removed(_) => {
+                run.get_or_insert_with(|| empty_run(at)).removed += 1;
+                at += 1;
+            }
+            ChunkLine::Added(text) => run
+                .get_or_insert_with(|| empty_run(at))
+                .inserted
+                .push(text.clone()),
+        }
+    }
+    runs.extend(run);
+    runs
+}
+
+fn empty_run(start: usize) -> Replacement {
+    Replacement {
+        start,
+        removed: 0,
+        inserted: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -418,6 +452,61 @@ mod tests {
         assert_eq!(
             apply("a\n", &[chunk(None, &[" ", "+x"], false)]),
             "\nx\na\n"
+        );
+    }
+
+    #[test]
+    fn only_runs_of_changes_are_replaced_so_same_line_insertions_keep_patch_order() {
+        // The second chunk inserts after `b`, at the end, where the pure addition already went.
+        assert_eq!(
+            apply(
+                "a\nb\n",
+                &[
+                    chunk(None, &["+X"], false),
+                    chunk(None, &[" b", "+c"], false)
+                ]
+            ),
+            "a\nb\nX\nc\n"
+        );
+        assert_eq!(
+            apply(
+                "a\nb\nb2\n",
+                &[
+                    chunk(None, &["+X"], false),
+                    chunk(None, &["-b", "+c", " b2"], false)
+                ]
+            ),
+            "a\nc\nb2\nX\n"
+        );
+    }
+
+    #[test]
+    fn dropping_the_final_empty_line_keeps_the_other_changes() {
+        assert_eq!(
+            apply("a\n", &[chunk(None, &[" a", "-", "+Z"], false)]),
+            "a\nZ\n"
+        );
+        assert_eq!(
+            apply("a\n", &[chunk(None, &[" a", "-", "+"], false)]),
+            "a\n"
+        );
+        assert_eq!(
+            apply("a\n", &[chunk(None, &[" a", "+", " "], false)]),
+            "a\n\n"
+        );
+    }
+
+    #[test]
+    fn end_of_file_chunks_are_not_sought_before_the_previous_match() {
+        assert_eq!(
+            error(
+                "x\n",
+                &[
+                    chunk(None, &[" x"], false),
+                    chunk(None, &["-x", "+X"], true)
+                ]
+            ),
+            "Failed to find expected lines in /w/f.txt:\nx"
         );
     }
 
