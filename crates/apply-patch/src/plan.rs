@@ -117,9 +117,10 @@ impl PatchPlan {
     }
 }
 
-/// Applies `patch` under `cwd` hunk by hunk, as codex's standalone `apply_patch` does: each hunk is
-/// computed against the files as they are and written before the next is read, so a failing hunk
-/// leaves the earlier ones applied (they are listed in the failure). Returns the changes made.
+/// Applies `patch` under `cwd` (an absolute path) hunk by hunk, as codex's standalone `apply_patch`
+/// does: each hunk is computed against the files as they are and written before the next is read,
+/// so a failing hunk leaves the earlier ones applied (they are listed in the failure). Returns the
+/// changes made.
 ///
 /// Its errors are the standalone tool's: a delete of a missing file or a directory fails as
 /// `Failed to delete file …`.
