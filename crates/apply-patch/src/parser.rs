@@ -136,7 +136,8 @@ pub fn parse_patch(text: &str) -> Result<Patch, ParseError> {
 
     let mut hunks = Vec::new();
     let mut remaining = body;
-    // Line 1 is `*** Begin Patch`; in the heredoc form the count starts after the opener too.
+    // Hunks start on line 2, after `*** Begin Patch`; codex numbers a heredoc-wrapped patch the
+    // same way, not counting the opener.
     let mut line_number = 2;
     while let Some(line) = remaining.first() {
         // An end marker before the last line ends the patch early: codex 0.169 accepts only blank
