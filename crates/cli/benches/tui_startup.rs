@@ -7,14 +7,23 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tether_testkit::bench::{self, LatencyTable, Samples};
+use tether_testkit::bench::{self, Samples, Table, ms};
 use tether_testkit::{Clients, CodexAppServer, ResponsesServer, TetherProcess, Tui, codex_config};
 
 const TETHER: &str = env!("CARGO_BIN_EXE_tether");
 const RUNS: usize = 10;
 /// One start slower than this fails the bench.
 const WAIT: Duration = Duration::from_secs(30);
-const LATENCY: LatencyTable = LatencyTable::new(34, 11);
+const TABLE: Table<4> = Table::new([34, 5, 11, 11]);
+
+fn row(name: &str, samples: &Samples) {
+    TABLE.row([
+        &name,
+        &samples.count(),
+        &ms(samples.at(0.5)),
+        &ms(samples.at(0.99)),
+    ]);
+}
 
 /// Starts a TUI against `url` `RUNS` times; the time from spawn to the ready composer.
 async fn startups(clients: &Clients, url: &str) -> Vec<Duration> {
@@ -35,9 +44,11 @@ fn main() {
         let clients = Clients::require();
         let upstream = ResponsesServer::start().await;
 
+        TABLE.header([&"TUI launch → composer ready", &"n", &"p50", &"p99"]);
         let codex = CodexAppServer::start(&clients, &upstream.base_url()).await;
-        let codex_samples = startups(&clients, &codex.url()).await;
+        let codex_samples = Samples::new(startups(&clients, &codex.url()).await);
         codex.stop().await;
+        row("real codex app-server 0.169.0", &codex_samples);
 
         let home = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -52,16 +63,16 @@ fn main() {
             &[("MOCK_API_KEY", "mock-key")],
         )
         .await;
-        let tether_samples = startups(&clients, &format!("ws://{}", tether.ws_address())).await;
-
-        LATENCY.header("TUI launch → composer ready");
-        let codex_median = LATENCY.row("real codex app-server 0.169.0", codex_samples.clone());
-        let tether_median = LATENCY.row("tether app-server", tether_samples.clone());
-        let (codex, tether) = (Samples::new(codex_samples), Samples::new(tether_samples));
+        let tether_samples =
+            Samples::new(startups(&clients, &format!("ws://{}", tether.ws_address())).await);
+        row("tether app-server", &tether_samples);
+        let ratio = |quantile: f64| {
+            tether_samples.at(quantile).as_secs_f64() / codex_samples.at(quantile).as_secs_f64()
+        };
         println!(
             "\np50 tether/codex = {:.2}; p99 tether/codex = {:.2}",
-            tether_median.as_secs_f64() / codex_median.as_secs_f64(),
-            tether.at(0.99).as_secs_f64() / codex.at(0.99).as_secs_f64()
+            ratio(0.5),
+            ratio(0.99)
         );
     });
 }

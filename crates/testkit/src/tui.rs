@@ -7,10 +7,14 @@
 //!   without the kitty keyboard protocol would (no answer to `CSI ? u`: the device attributes that
 //!   follow tell the TUI the protocol is off, so keys are sent as legacy bytes).
 //! - Its own `CODEX_HOME` (a temp dir per TUI unless given) holds a `config.toml` with
-//!   `check_for_update_on_startup = false` (the update check would fetch the latest release from
-//!   the internet), `[analytics] enabled = false` and the working directory marked trusted
-//!   (`[projects."<cwd>"] trust_level = "trusted"`), so no trust prompt is shown. With `--remote`,
-//!   everything else (account, models, config) comes from the server.
+//!   `check_for_update_on_startup = false` (the update check would ask the internet for the
+//!   latest release), `[analytics] enabled = false`, and the working directory marked trusted
+//!   (`[projects."<cwd>"] trust_level = "trusted"`). With `--remote` and a fresh home the TUI
+//!   showed no onboarding, login or trust prompt (the account, models and config come from the
+//!   server: `account/read` answering `requiresOpenaiAuth: true` without an account would show
+//!   the sign-in screen); the trust entry keeps a git work tree as cwd from asking either.
+//! - The footer `<model> default · <cwd>` under the composer appears only once the bootstrap
+//!   requests were answered; the composer alone is drawn before them ([`Tui::wait_for_composer`]).
 //! - `HOME` is that temp dir too, so nothing of the user's `~/.codex` is read, and the
 //!   environment is otherwise only `PATH`, `TERM=xterm-256color` and `LANG=C.UTF-8` plus what the
 //!   test sets.
