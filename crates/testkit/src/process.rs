@@ -28,10 +28,30 @@ impl TetherProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> TetherProcess {
+        TetherProcess::start_command(binary, home, "serve", args, env).await
+    }
+
+    /// [`TetherProcess::start`] with the command codex clients use, `app-server`.
+    pub async fn start_app_server(
+        binary: &Path,
+        home: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TetherProcess {
+        TetherProcess::start_command(binary, home, "app-server", args, env).await
+    }
+
+    async fn start_command(
+        binary: &Path,
+        home: &Path,
+        command: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TetherProcess {
         let mut child = Command::new(binary)
             .arg("--home")
             .arg(home)
-            .arg("serve")
+            .arg(command)
             .args(args)
             .envs(env.iter().copied())
             .env("TSS2_LOG", "all+none")

@@ -65,20 +65,27 @@ impl RecordedRequest {
     }
 }
 
+/// Chooses the answer to a request from its body.
+type Responder = Arc<dyn Fn(&Value) -> Script + Send + Sync>;
+
 #[derive(Default)]
 struct Scripts {
     queue: Mutex<VecDeque<Script>>,
+    responder: Mutex<Option<Responder>>,
     requests: Mutex<Vec<RecordedRequest>>,
     arrived: Notify,
 }
 
 impl Scripts {
-    fn next(&self) -> Script {
-        self.queue
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| Script::Status(500, "no scripted response left".into()))
+    fn next(&self, body: &Value) -> Script {
+        if let Some(script) = self.queue.lock().unwrap().pop_front() {
+            return script;
+        }
+        let responder = self.responder.lock().unwrap().clone();
+        match responder {
+            Some(responder) => responder(body),
+            None => Script::Status(500, "no scripted response left".into()),
+        }
     }
 
     fn record(&self, transport: &'static str, headers: &HeaderMap, body: Value) {
@@ -143,6 +150,13 @@ impl ResponsesServer {
         self.scripts.queue.lock().unwrap().push_back(script);
     }
 
+    /// Answers every request that finds no queued script with `responder(body)`: for clients
+    /// that send requests of their own (a title for each thread) in an order the test does not
+    /// fix.
+    pub fn respond_with(&self, responder: impl Fn(&Value) -> Script + Send + Sync + 'static) {
+        *self.scripts.responder.lock().unwrap() = Some(Arc::new(responder));
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.scripts.requests.lock().unwrap().clone()
@@ -177,8 +191,9 @@ async fn respond(State(scripts): State<Arc<Scripts>>, request: Request) -> Respo
         .await
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let script = scripts.next(&body);
     scripts.record("http", &parts.headers, body);
-    match scripts.next() {
+    match script {
         Script::Status(status, text) => {
             (StatusCode::from_u16(status).unwrap(), text).into_response()
         }
@@ -218,12 +233,10 @@ async fn serve_websocket(scripts: Arc<Scripts>, headers: HeaderMap, mut socket: 
     let Some(Ok(Message::Text(create))) = socket.next().await else {
         return;
     };
-    scripts.record(
-        "websocket",
-        &headers,
-        serde_json::from_str(&create).unwrap_or(Value::Null),
-    );
-    let Script::Stream(steps) = scripts.next() else {
+    let body = serde_json::from_str(&create).unwrap_or(Value::Null);
+    let script = scripts.next(&body);
+    scripts.record("websocket", &headers, body);
+    let Script::Stream(steps) = script else {
         let _ = socket
             .send(Message::Text(
                 json!({"type": "error", "error": {"message": "scripted failure"}})
@@ -281,4 +294,23 @@ pub fn completed(response_id: &str) -> Step {
     Step::Event(
         json!({"type": "response.completed", "response": {"id": response_id, "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 17}}}),
     )
+}
+
+/// The text of the last user message in a Responses request body (`input` items of role `user`
+/// with `input_text` parts), if there is one.
+pub fn last_user_text(body: &Value) -> Option<String> {
+    body["input"]
+        .as_array()?
+        .iter()
+        .rev()
+        .filter(|item| item["role"] == "user")
+        .find_map(|item| {
+            let text: String = item["content"]
+                .as_array()?
+                .iter()
+                .filter(|part| part["type"] == "input_text")
+                .filter_map(|part| part["text"].as_str())
+                .collect();
+            (!text.is_empty()).then_some(text)
+        })
 }
