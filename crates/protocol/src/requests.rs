@@ -105,12 +105,21 @@ impl ClientRequest {
     /// Decodes `method` and `params` (absent and `null` alike). The error is serde's wording,
     /// which the protocol's `Invalid request: …` messages carry verbatim.
     pub fn decode(method: &str, params: Option<Value>) -> Result<ClientRequest, String> {
-        let mut object = Map::new();
-        object.insert("method".into(), Value::String(method.to_owned()));
-        if let Some(params) = params {
-            object.insert("params".into(), params);
+        let absent = params.is_none();
+        let request = |params: Option<Value>| {
+            let mut object = Map::new();
+            object.insert("method".into(), Value::String(method.to_owned()));
+            if let Some(params) = params {
+                object.insert("params".into(), params);
+            }
+            serde_json::from_value::<ClientRequest>(Value::Object(object))
+        };
+        match request(params) {
+            // Methods whose params may be left out take absent params as `null`; for the
+            // others the error stays serde's `missing field`.
+            Err(err) if absent => request(Some(Value::Null)).map_err(|_| err.to_string()),
+            decoded => decoded.map_err(|err| err.to_string()),
         }
-        serde_json::from_value(Value::Object(object)).map_err(|err| err.to_string())
     }
 
     /// The experimental member this request uses, as `<method>.<member>`, if any: such requests
@@ -242,6 +251,15 @@ mod tests {
             ours[first_own..].iter().all(Option::is_none),
             "tether's own methods come last"
         );
+    }
+
+    #[test]
+    fn methods_without_params_accept_them_absent_null_or_empty() {
+        for params in [None, Some(Value::Null), Some(json!({}))] {
+            let request = ClientRequest::decode("configRequirements/read", params).unwrap();
+            assert_eq!(request.method(), "configRequirements/read");
+        }
+        assert!(ClientRequest::decode("account/rateLimits/read", None).is_ok());
     }
 
     #[test]
