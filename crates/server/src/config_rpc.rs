@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use tether_protocol::{
     ConfigBatchWriteParams, ConfigEdit, ConfigLayer, ConfigLayerMetadata, ConfigLayerSource,
@@ -61,7 +61,14 @@ impl ConfigWriteError {
 
     /// The JSON-RPC error's `data`: `{"config_write_error_code": …}`.
     pub fn data(&self) -> Value {
-        json!({ "config_write_error_code": self.code })
+        #[derive(serde::Serialize)]
+        struct Data {
+            config_write_error_code: ConfigWriteErrorCode,
+        }
+        let data = Data {
+            config_write_error_code: self.code,
+        };
+        serde_json::to_value(data).unwrap_or(Value::Null)
     }
 }
 
@@ -413,8 +420,8 @@ fn version_of(settings: &Map<String, Value>) -> String {
 fn toml_to_json(value: &toml::Value) -> Value {
     match value {
         toml::Value::String(s) => Value::String(s.clone()),
-        toml::Value::Integer(i) => json!(i),
-        toml::Value::Float(f) => json!(f),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => Value::from(*f),
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
@@ -655,6 +662,7 @@ fn json_to_value(value: &Value) -> Result<toml_edit::Value, ConfigWriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     struct Fixture {
         _dir: tempfile::TempDir,

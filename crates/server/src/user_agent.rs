@@ -67,6 +67,11 @@ fn header_safe(text: &str) -> String {
         .collect()
 }
 
+/// The `user-agent` of upstream requests made for the client `originator`.
+pub fn upstream_user_agent(originator: &str) -> String {
+    format!("{}{}", header_safe(originator), platform())
+}
+
 /// The full user agent for a client.
 pub fn user_agent(client: &ClientInfo) -> String {
     format!(
@@ -98,5 +103,8 @@ mod tests {
             "{agent}"
         );
         assert!(http::HeaderValue::from_str(&agent).is_ok());
+        let upstream = upstream_user_agent("probe");
+        assert!(upstream.starts_with(prefix), "{upstream}");
+        assert!(agent.starts_with(&upstream), "{agent}");
     }
 }

@@ -971,7 +971,9 @@ impl Actor {
                 let attestation = provider.first_party.then(|| {
                     AttestationHook::new(Arc::clone(&self.server), self.subscribers.subscribe())
                 });
+                let originator = self.settings.originator.clone();
                 let hook = Arc::new(RoundHeaders {
+                    originator: originator.unwrap_or_else(|| "tether".to_owned()),
                     traceparent: round.traceparent(),
                     attestation,
                 });

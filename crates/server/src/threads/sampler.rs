@@ -16,9 +16,12 @@ use super::actor::Command;
 use super::providers::Provider;
 use crate::attestation::AttestationHook;
 
-/// The headers of one round's upstream requests: the round's `traceparent`, and the attestation
-/// envelope when the provider is first-party.
+/// The headers of one round's upstream requests: who is asking (`originator`, `user-agent`, as
+/// codex sends them), the round's `traceparent`, and the attestation envelope when the provider
+/// is first-party.
 pub struct RoundHeaders {
+    /// The client that created the thread (`clientInfo.name`).
+    pub originator: String,
     /// The round span's context.
     pub traceparent: String,
     /// Asks a client for a token before each request.
@@ -28,7 +31,14 @@ pub struct RoundHeaders {
 impl HeaderHook for RoundHeaders {
     fn headers(&self) -> HeadersFuture<'_> {
         Box::pin(async {
-            let mut headers = vec![("traceparent".to_owned(), self.traceparent.clone())];
+            let mut headers = vec![
+                ("originator".to_owned(), self.originator.clone()),
+                (
+                    "user-agent".to_owned(),
+                    crate::user_agent::upstream_user_agent(&self.originator),
+                ),
+                ("traceparent".to_owned(), self.traceparent.clone()),
+            ];
             if let Some(attestation) = &self.attestation {
                 headers.extend(attestation.headers().await);
             }
