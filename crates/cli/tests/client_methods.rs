@@ -471,6 +471,8 @@ async fn what_reaches_the_model_and_how_deltas_are_joined() {
     assert!(agent.starts_with("codex-tui/0.169.0 ("), "{agent}");
 
     // turn/steer and turn/interrupt name the running turn; codex's wording otherwise.
+    // The steer starts a new round: it hangs too.
+    setup.upstream.push(Script::Stream(vec![Step::Hang]));
     setup.upstream.push(Script::Stream(vec![Step::Hang]));
     client.request(
         "t2",

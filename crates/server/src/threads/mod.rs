@@ -430,13 +430,27 @@ fn closing(thread_id: &str) -> ServerError {
     ))
 }
 
-/// Sends `request(reply)` to the thread `found` names, or answers with `found`'s error.
+/// Which threads a request may go to.
+enum Find {
+    /// Only a loaded thread (turns run in memory).
+    Loaded,
+    /// A loaded thread, or a stored one loaded now.
+    Stored,
+}
+
+/// Sends `request(reply)` to the actor of thread `thread_id`, or answers with why there is none.
 async fn route<M: tether_protocol::Method>(
-    threads: &Threads,
-    found: Result<(String, Handle), ServerError>,
+    ctx: &Ctx,
+    thread_id: &str,
+    find: Find,
     reply: Reply<M>,
     request: impl FnOnce(Reply<M>) -> ThreadRequest,
 ) {
+    let threads = &ctx.server.threads;
+    let found = match find {
+        Find::Loaded => threads.loaded(thread_id),
+        Find::Stored => threads.loaded_or_load(&ctx.server, thread_id).await,
+    };
     match found {
         Ok((thread_id, handle)) => threads.deliver(&handle, request(reply), &thread_id).await,
         Err(error) => reply.error(error).await,
@@ -609,25 +623,26 @@ pub async fn loaded_list(
 
 /// `turn/start`: the thread must be loaded.
 pub async fn turn_start(ctx: Ctx, params: TurnStartParams, reply: Reply<methods::TurnStart>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded(&params.thread_id);
+    let thread_id = params.thread_id.clone();
+    let find = Find::Loaded;
     let trace = ctx.trace.clone();
-    route(threads, found, reply, |reply| ThreadRequest::TurnStart {
-        reply,
-        params,
-        trace,
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::TurnStart {
+            reply,
+            params,
+            trace,
+        }
     })
     .await
 }
 
 /// `thread/compact/start`: the thread must be loaded.
 pub async fn compact(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadCompactStart>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded(&params.thread_id);
+    let thread_id = params.thread_id.clone();
+    let find = Find::Loaded;
     let trace = ctx.trace.clone();
-    route(threads, found, reply, |reply| ThreadRequest::Compact {
-        reply,
-        trace,
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::Compact { reply, trace }
     })
     .await
 }
@@ -638,12 +653,11 @@ pub async fn interrupt(
     params: TurnInterruptParams,
     reply: Reply<methods::TurnInterrupt>,
 ) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded(&params.thread_id);
+    let thread_id = params.thread_id.clone();
+    let find = Find::Loaded;
     let turn_id = params.turn_id;
-    route(threads, found, reply, |reply| ThreadRequest::Interrupt {
-        reply,
-        turn_id,
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::Interrupt { reply, turn_id }
     })
     .await
 }
@@ -653,43 +667,44 @@ pub async fn interrupt(
 
 /// `thread/goal/set`.
 pub async fn goal_set(ctx: Ctx, params: ThreadGoalSetParams, reply: Reply<methods::ThreadGoalSet>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
-    route(threads, found, reply, |reply| ThreadRequest::GoalSet {
-        reply,
-        params,
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::GoalSet { reply, params }
     })
     .await
 }
 
 /// `thread/goal/get`.
 pub async fn goal_get(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadGoalGet>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
-    route(threads, found, reply, |reply| ThreadRequest::GoalGet {
-        reply,
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::GoalGet { reply }
     })
     .await
 }
 
 /// `thread/goal/clear`.
 pub async fn goal_clear(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::ThreadGoalClear>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
-    route(threads, found, reply, |reply| ThreadRequest::GoalClear {
-        reply,
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::GoalClear { reply }
     })
     .await
 }
 
 /// `thread/revert`.
 pub async fn revert(ctx: Ctx, params: ThreadRevertParams, reply: Reply<methods::ThreadRevert>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
     let before_turn_id = params.before_turn_id;
-    route(threads, found, reply, |reply| ThreadRequest::Revert {
-        reply,
-        before_turn_id,
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::Revert {
+            reply,
+            before_turn_id,
+        }
     })
     .await
 }
@@ -798,12 +813,11 @@ pub async fn fork(ctx: Ctx, params: ThreadForkParams, reply: Reply<methods::Thre
 
 /// `thread/name/set`.
 pub async fn name_set(ctx: Ctx, params: ThreadSetNameParams, reply: Reply<methods::ThreadNameSet>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
     let name = params.name;
-    route(threads, found, reply, |reply| ThreadRequest::NameSet {
-        reply,
-        name,
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::NameSet { reply, name }
     })
     .await
 }
@@ -814,10 +828,10 @@ pub async fn metadata_update(
     params: ThreadMetadataUpdateParams,
     reply: Reply<methods::ThreadMetadataUpdate>,
 ) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
     let project_id = params.project_id;
-    route(threads, found, reply, |reply| {
+    route(&ctx, &thread_id, find, reply, |reply| {
         ThreadRequest::MetadataUpdate { reply, project_id }
     })
     .await
@@ -829,9 +843,9 @@ pub async fn read_state_update(
     params: ThreadReadStateUpdateParams,
     reply: Reply<methods::ThreadReadStateUpdate>,
 ) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
-    route(threads, found, reply, |reply| {
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
+    route(&ctx, &thread_id, find, reply, |reply| {
         ThreadRequest::ReadStateUpdate { reply, params }
     })
     .await
@@ -843,11 +857,10 @@ pub async fn turns_list(
     params: ThreadTurnsListParams,
     reply: Reply<methods::ThreadTurnsList>,
 ) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
-    route(threads, found, reply, |reply| ThreadRequest::TurnsList {
-        reply,
-        params,
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::TurnsList { reply, params }
     })
     .await
 }
@@ -858,24 +871,25 @@ pub async fn items_list(
     params: ThreadItemsListParams,
     reply: Reply<methods::ThreadItemsList>,
 ) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded_or_load(&ctx.server, &params.thread_id).await;
-    route(threads, found, reply, |reply| ThreadRequest::ItemsList {
-        reply,
-        params,
+    let thread_id = params.thread_id.clone();
+    let find = Find::Stored;
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::ItemsList { reply, params }
     })
     .await
 }
 
 /// `turn/steer`.
 pub async fn steer(ctx: Ctx, params: TurnSteerParams, reply: Reply<methods::TurnSteer>) {
-    let threads = &ctx.server.threads;
-    let found = threads.loaded(&params.thread_id);
+    let thread_id = params.thread_id.clone();
+    let find = Find::Loaded;
     let trace = ctx.trace.clone();
-    route(threads, found, reply, |reply| ThreadRequest::Steer {
-        reply,
-        params,
-        trace,
+    route(&ctx, &thread_id, find, reply, |reply| {
+        ThreadRequest::Steer {
+            reply,
+            params,
+            trace,
+        }
     })
     .await
 }
