@@ -1119,6 +1119,18 @@ async fn a_broken_stream_is_retried_with_an_error_notification() {
     );
     assert_eq!(done["params"]["turn"]["items"][0]["text"], "second try");
     assert_eq!(upstream.requests().len(), 2);
+    // Every item started, the broken attempt's included, ends before the turn does.
+    let ids = |method: &str| -> Vec<String> {
+        let mut ids: Vec<String> = messages
+            .iter()
+            .filter(|m| m["method"] == method)
+            .map(|m| m["params"]["item"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("item/started"), ids("item/completed"));
+    assert!(ids("item/started").contains(&"msg_r1".to_owned()));
 }
 
 #[tokio::test]

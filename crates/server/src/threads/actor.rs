@@ -1298,7 +1298,7 @@ impl Actor {
             }
             Sampled::Event(ResponseEvent::ItemAdded(OutputItem::Reasoning { id, summary })) => {
                 let started_at = now_ms();
-                let item = reasoning(&id, summary, started_at, None);
+                let item = reasoning_item(&id, summary, started_at, None);
                 if let Some(active) = self.active.as_mut() {
                     active.reasoning = Some((id, started_at));
                 }
@@ -1343,7 +1343,7 @@ impl Actor {
                 }
                 let completed_at = now_ms();
                 let started_at = started.map_or(completed_at, |(_, at)| at);
-                let item = reasoning(&id, summary, started_at, Some(completed_at));
+                let item = reasoning_item(&id, summary, started_at, Some(completed_at));
                 if !announced {
                     self.item_started(&turn_id, &item).await;
                 }
@@ -1428,16 +1428,43 @@ impl Actor {
     /// broken attempt produced is dropped (the new attempt produces it again), and subscribers
     /// hear `willRetry: true` with codex's `Reconnecting... n/m`.
     async fn retrying(&mut self, turn_id: &str, retry: &Retry) {
-        let abandoned = match self.active.as_mut() {
+        let (streaming, reasoning, abandoned) = match self.active.as_mut() {
             Some(active) => {
-                active.streaming = None;
-                active.reasoning = None;
                 active.items.truncate(active.round_start_items);
                 active.calls_this_round = 0;
-                std::mem::take(&mut active.pending_calls)
+                (
+                    active.streaming.take(),
+                    active.reasoning.take(),
+                    std::mem::take(&mut active.pending_calls),
+                )
             }
             None => return,
         };
+        // Every item the broken attempt started ends now, as far as it got; the new attempt
+        // starts its own.
+        let now = now_ms();
+        let mut ended: Vec<ThreadItem> = Vec::new();
+        if let Some((id, text, started_at)) = streaming {
+            ended.push(agent_message(&id, &text, Some(started_at), Some(now)));
+        }
+        if let Some((id, started_at)) = reasoning {
+            ended.push(reasoning_item(&id, Vec::new(), started_at, Some(now)));
+        }
+        for call in &abandoned {
+            if let ThreadItem::DynamicToolCall { .. } = &call.item {
+                ended.push(failed_call(call.item.clone(), call.started));
+            }
+        }
+        for item in ended {
+            let params = ItemCompletedNotification {
+                item,
+                thread_id: self.thread.id.clone(),
+                turn_id: turn_id.to_owned(),
+                content_token_count: None,
+                completed_at_ms: now,
+            };
+            self.notify_subscribers(&params).await;
+        }
         self.resolve(abandoned).await;
         self.notify_error(turn_id, retry_notice(retry), true).await;
     }
@@ -1759,7 +1786,33 @@ impl RecordedUsage {
     }
 }
 
-fn reasoning(
+/// A client tool call that will get no answer: failed, with what it had.
+fn failed_call(item: ThreadItem, started: Instant) -> ThreadItem {
+    match item {
+        ThreadItem::DynamicToolCall {
+            id,
+            tool,
+            namespace,
+            arguments,
+            started_at_ms,
+            ..
+        } => ThreadItem::DynamicToolCall {
+            id,
+            tool,
+            namespace,
+            arguments,
+            status: "failed".into(),
+            content_items: None,
+            success: Some(false),
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            started_at_ms,
+            completed_at_ms: Some(now_ms()),
+        },
+        other => other,
+    }
+}
+
+fn reasoning_item(
     id: &str,
     summary: Vec<String>,
     started_at_ms: i64,
