@@ -48,6 +48,10 @@ const WARM_RESUMES_PER_START: usize = 4;
 const LONG_THREAD_TURNS: usize = 10;
 
 const LOADED_THREADS: usize = 1_000;
+/// Requests timed per page method, catalog method and listing.
+const PAGE_SAMPLES: usize = 200;
+/// Threads with one turn each, for `thread/list`.
+const LISTED_THREADS: usize = 1_000;
 
 const LATENCY: LatencyTable = LatencyTable::new(58, 10);
 const FAN_OUT: Table<6> = Table::new([36, 7, 19, 10, 16, 10]);
@@ -451,6 +455,31 @@ async fn long_thread(scratch: &Path) {
     let mut process = serve(&home, &[]).await;
     let mut client = initialized(process.stdio()).await;
     call(&mut client, "resume", "thread/resume", resume).await;
+    let (mut turn_pages, mut item_pages) = (Vec::new(), Vec::new());
+    for page in 0..PAGE_SAMPLES {
+        let params = json!({"threadId": thread_id, "limit": 25, "sortDirection": "desc", "itemsView": "summary"});
+        turn_pages.push(
+            call(
+                &mut client,
+                &format!("tp{page}"),
+                "thread/turns/list",
+                params,
+            )
+            .await
+            .0,
+        );
+        let params = json!({"threadId": thread_id, "limit": 100, "sortDirection": "desc"});
+        item_pages.push(
+            call(
+                &mut client,
+                &format!("ip{page}"),
+                "thread/items/list",
+                params,
+            )
+            .await
+            .0,
+        );
+    }
     let mut later = Vec::with_capacity(LONG_THREAD_TURNS);
     for turn in 0..LONG_THREAD_TURNS {
         let id = format!("l{turn}");
@@ -467,6 +496,8 @@ async fn long_thread(scratch: &Path) {
         cold,
     );
     LATENCY.row("warm resume (ws): loaded, thread/resume → response", warm);
+    LATENCY.row("thread/turns/list, 25 newest turns (stdio)", turn_pages);
+    LATENCY.row("thread/items/list, 100 newest items (stdio)", item_pages);
     LATENCY.row(
         "turn on it (stdio): turn/start → first request byte",
         column(&later, |t| t.to_upstream),
@@ -528,8 +559,50 @@ async fn memory(scratch: &Path) {
     LATENCY.row("thread/start sent → thread/started received", starts);
 }
 
+/// Part 5: `model/list` and `thread/list` over `LISTED_THREADS` threads that each had a turn.
+async fn listings(scratch: &Path) {
+    let upstream = ResponsesServer::start().await;
+    let mut process = serve(&home(scratch, "listings", &upstream.base_url()), &[]).await;
+    let mut client = initialized(process.stdio()).await;
+    for n in 0..LISTED_THREADS {
+        let thread = start_thread(&mut client).await;
+        let id = format!("t{n}");
+        upstream.push(Script::Stream(answers(&id, 1)));
+        client.request(
+            id.as_str(),
+            "turn/start",
+            turn_params(thread["id"].as_str().unwrap(), "hi"),
+        );
+        until(&mut client, is_method("turn/completed")).await;
+    }
+    let (mut models, mut lists) = (Vec::new(), Vec::new());
+    for n in 0..PAGE_SAMPLES {
+        let params = json!({"includeHidden": true});
+        models.push(
+            call(&mut client, &format!("m{n}"), "model/list", params)
+                .await
+                .0,
+        );
+        let params = json!({"limit": 100, "sortKey": "updated_at"});
+        lists.push(
+            call(&mut client, &format!("l{n}"), "thread/list", params)
+                .await
+                .0,
+        );
+    }
+    LATENCY.header(&format!("listings, stdio, {LISTED_THREADS} threads"));
+    LATENCY.row(
+        "model/list (bundled catalog, provider /models cached)",
+        models,
+    );
+    LATENCY.row("thread/list, 100 of 1,000 threads", lists);
+    kill(process).await;
+}
+
 async fn run() {
     let scratch = tempfile::tempdir().unwrap();
+    listings(scratch.path()).await;
+    println!();
     turn_overhead(scratch.path()).await;
     println!();
     fan_out(scratch.path()).await;

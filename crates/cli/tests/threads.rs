@@ -648,8 +648,13 @@ async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
         "completed",
         "the model's answer is not a failure"
     );
+    assert_eq!(
+        seen.last().unwrap()["params"]["turn"]["error"]["message"],
+        message,
+        "the turn says it is not saved"
+    );
 
-    // Space again: the next turn is saved, whole, and is what a restart finds.
+    // Space again: the unsaved turn is written first, then the next one; a restart finds both.
     std::fs::remove_file(&log).unwrap();
     setup
         .upstream
@@ -663,8 +668,45 @@ async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
     let _status = client.recv().await;
     let resumed = client.recv().await;
     let turns = resumed["result"]["thread"]["turns"].as_array().unwrap();
-    assert_eq!(turns.len(), 1, "only the saved turn: {turns:?}");
-    assert_eq!(turns[0]["items"][1]["text"], "kept");
+    assert_eq!(turns.len(), 2, "both turns, in order: {turns:?}");
+    assert_eq!(turns[0]["items"][1]["text"], "lost");
+    assert_eq!(turns[1]["items"][1]["text"], "kept");
+}
+
+#[tokio::test]
+async fn a_turn_still_unsaved_at_shutdown_is_reported_lost_after_the_restart() {
+    let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
+    let mut client = setup.process.ws().await;
+    client.initialize("c", Value::Null).await;
+    let thread_id = client.start_thread(json!({})).await;
+    let log = setup
+        .home
+        .path()
+        .join("threads")
+        .join(format!("{thread_id}.jsonl"));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    setup
+        .upstream
+        .push(Script::Stream(message_response("r1", &["never written"])));
+    let seen = run_turn(&mut client, 2, &thread_id, "first").await;
+    let turn_id = seen.last().unwrap()["params"]["turn"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A graceful stop tries once more, and the disk is still full.
+    setup.process.signal("TERM");
+    setup.process.wait(Duration::from_secs(10)).await;
+    std::fs::remove_file(&log).unwrap();
+    let (_process, mut client) = serve_ws(setup.home.path()).await;
+    client.request(1, "thread/resume", json!({"threadId": thread_id}));
+    let warning = client.recv_until("warning").await.pop().unwrap();
+    assert_eq!(warning["params"]["threadId"], thread_id.as_str());
+    let text = warning["params"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("1 completed turn(s)") && text.contains(&turn_id),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -42,6 +42,12 @@ const MIGRATIONS: &[&str] = &[
     // from before this version are assumed to have one).
     "ALTER TABLE threads ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE threads ADD COLUMN listed INTEGER NOT NULL DEFAULT 1;",
+    // 6: completed turns that could not be written to a thread's history log before tether
+    // stopped, as a JSON array of turn ids, one row per thread.
+    "CREATE TABLE thread_lost_turns (
+        thread_id TEXT PRIMARY KEY,
+        turns TEXT NOT NULL
+    );",
 ];
 
 /// The version a fully migrated database has.

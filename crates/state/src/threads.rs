@@ -128,6 +128,7 @@ impl StateDb {
             let transaction = c.unchecked_transaction()?;
             transaction.execute("DELETE FROM thread_goals WHERE thread_id = ?1", [&id])?;
             transaction.execute("DELETE FROM thread_token_usage WHERE thread_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM thread_lost_turns WHERE thread_id = ?1", [&id])?;
             let deleted = transaction.execute("DELETE FROM threads WHERE id = ?1", [&id])?;
             transaction.commit()?;
             Ok(deleted > 0)
@@ -221,6 +222,17 @@ impl StateDb {
             .await
     }
 
+    /// The turns of `thread_id` recorded as lost (JSON), if any.
+    pub async fn lost_turns(&self, thread_id: &str) -> Result<Option<String>, StateError> {
+        self.document(PerThread::LostTurns, thread_id).await
+    }
+
+    /// Records (or replaces) the turns of `thread_id` that were lost.
+    pub async fn put_lost_turns(&self, thread_id: &str, turns: String) -> Result<(), StateError> {
+        self.put_document(PerThread::LostTurns, thread_id, turns)
+            .await
+    }
+
     async fn document(
         &self,
         kind: PerThread,
@@ -274,6 +286,7 @@ impl StateDb {
 enum PerThread {
     Goal,
     TokenUsage,
+    LostTurns,
 }
 
 impl PerThread {
@@ -282,6 +295,7 @@ impl PerThread {
         match self {
             PerThread::Goal => ("thread_goals", "goal"),
             PerThread::TokenUsage => ("thread_token_usage", "usage"),
+            PerThread::LostTurns => ("thread_lost_turns", "turns"),
         }
     }
 }

@@ -65,7 +65,7 @@ async fn fresh_database_has_the_bindings_table_and_keeps_rows_across_reopen() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -102,7 +102,7 @@ fn newer_schema_is_refused_without_touching_it() {
     assert_eq!(
         err.to_string(),
         format!(
-            "state database {} has schema version 42, newer than the 5 this tether knows; use a newer tether",
+            "state database {} has schema version 42, newer than the 6 this tether knows; use a newer tether",
             path.display()
         )
     );

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tether_protocol::WarningNotification;
 use tether_protocol::server_requests::DynamicToolCall;
 use tether_protocol::{
     AgentMessageDeltaNotification, ApprovalsReviewer, AskForApproval, CodexErrorInfo,
@@ -45,7 +46,7 @@ use super::sampler::{RoundHeaders, Sampled, sample};
 use super::{Settings, Threads};
 use crate::Server;
 use crate::attestation::AttestationHook;
-use crate::connection::Frame;
+use crate::connection::{Connection, Frame};
 use crate::error::ServerError;
 use crate::reply::Reply;
 use crate::server_requests::{Answer, Refusal};
@@ -228,6 +229,8 @@ pub struct Actor {
     read_state: ThreadReadState,
     /// Set when the thread was deleted: the actor leaves memory after this request.
     unload_now: bool,
+    /// Completed turns the history log does not have yet (the disk was full), oldest first.
+    unsaved: Vec<Turn>,
 }
 
 impl Actor {
@@ -261,6 +264,7 @@ impl Actor {
                 revision: uuid::Uuid::now_v7().to_string(),
             },
             unload_now: false,
+            unsaved: Vec::new(),
         }
     }
 
@@ -559,6 +563,7 @@ impl Actor {
             .threads()
             .session_response(thread, &self.settings, &self.history);
         reply.ok(response).await;
+        self.report_lost_turns(&connection).await;
         if let Some(usage) = &self.usage {
             let params = usage.notification(&self.thread.id);
             connection.send(Outgoing::notify(&params)).await;
@@ -1547,6 +1552,9 @@ impl Actor {
                 codex_error_info: Some(CodexErrorInfo::Other),
                 additional_details: None,
             };
+            // The turn itself says it is not saved yet; it is written with the next one, or
+            // reported lost at the next start.
+            announced.error = Some(error.clone());
             self.notify_error(&announced.id, error, false).await;
         }
         if status != TurnStatus::Failed {
@@ -1602,23 +1610,85 @@ impl Actor {
     /// memory either way; the error says why it will not survive a restart.
     async fn record(&mut self, turn: Turn) -> Result<(), String> {
         self.thread.updated_at = now_ms() / 1000;
-        let mut saved = Ok(());
-        if let Some(log) = self.log.clone() {
-            // The write ends in an fsync: keep it off the async workers.
-            let record = turn.clone();
-            let appended = tokio::task::spawn_blocking(move || log.append(&record)).await;
-            saved = match appended {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(format!("cannot save the turn to the thread history: {err}")),
-                Err(err) => Err(format!("the thread history task failed: {err}")),
-            };
-            if let Err(message) = &saved {
-                tracing::error!(thread = %self.thread.id, "{message}");
-            }
+        self.unsaved.push(turn.clone());
+        let saved = self.save_unsaved().await;
+        if self.log.is_some() {
             self.touch_index().await;
         }
         self.history.push(turn);
         saved
+    }
+
+    /// Appends the turns not yet in the history log, oldest first (an earlier turn that could
+    /// not be saved goes in before a later one); what still cannot be written stays queued.
+    async fn save_unsaved(&mut self) -> Result<(), String> {
+        let Some(log) = self.log.clone() else {
+            self.unsaved.clear();
+            return Ok(());
+        };
+        if self.unsaved.is_empty() {
+            return Ok(());
+        }
+        let turns = std::mem::take(&mut self.unsaved);
+        // The writes end in an fsync: keep them off the async workers.
+        let appended = tokio::task::spawn_blocking(move || {
+            let saved = turns
+                .iter()
+                .take_while(|turn| log.append(turn).is_ok())
+                .count();
+            let error = (saved < turns.len()).then(|| log.append(&turns[saved]).unwrap_err());
+            (turns, saved, error)
+        })
+        .await;
+        let (turns, saved, error) = match appended {
+            Ok(outcome) => outcome,
+            Err(err) => return Err(format!("the thread history task failed: {err}")),
+        };
+        self.unsaved = turns[saved..].to_vec();
+        match error {
+            None => Ok(()),
+            Some(err) => {
+                let message = format!("cannot save the turn to the thread history: {err}");
+                tracing::error!(thread = %self.thread.id, unsaved = self.unsaved.len(), "{message}");
+                Err(message)
+            }
+        }
+    }
+
+    /// Before the thread leaves memory: a last try to save what is unsaved, and a durable note
+    /// of what is lost, which the next resume reports.
+    async fn settle_unsaved(&mut self) {
+        if self.unsaved.is_empty() || self.save_unsaved().await.is_ok() {
+            return;
+        }
+        let lost: Vec<String> = self.unsaved.iter().map(|turn| turn.id.clone()).collect();
+        let note = serde_json::to_string(&lost).expect("turn ids serialize");
+        let state = &self.threads().state;
+        if let Err(err) = state.put_lost_turns(&self.thread.id, note).await {
+            tracing::error!(thread = %self.thread.id, "cannot record the lost turns either: {err}");
+        }
+    }
+
+    /// Tells `connection` which turns of this thread were lost at an earlier shutdown.
+    async fn report_lost_turns(&self, connection: &Connection) {
+        let stored = match self.threads().state.lost_turns(&self.thread.id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(thread = %self.thread.id, "cannot read the lost turns: {err}");
+                return;
+            }
+        };
+        let lost: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+        let params = WarningNotification {
+            thread_id: Some(self.thread.id.clone()),
+            message: format!(
+                "{} completed turn(s) of this thread could not be saved before tether stopped and are lost: {}",
+                lost.len(),
+                lost.join(", ")
+            ),
+        };
+        connection.send(Outgoing::notify(&params)).await;
     }
 
     async fn interrupt(&mut self, reply: Reply<methods::TurnInterrupt>, turn_id: String) {
@@ -1641,10 +1711,12 @@ impl Actor {
         if self.active.is_some() {
             self.finish(TurnStatus::Interrupted, None).await;
         }
+        self.settle_unsaved().await;
     }
 
     /// Leaves memory: stops being findable, tells everyone, and turns away what is still queued.
     async fn unload(&mut self) {
+        self.settle_unsaved().await;
         // Closed before it is announced, and announced before it is forgotten: until then a
         // request for this thread gets "closing", after that it loads the thread afresh.
         self.mailbox.close();
