@@ -554,3 +554,36 @@ async fn a_message_sent_during_a_compaction_is_refused_not_swallowed() {
             .contains("compaction")
     );
 }
+
+#[tokio::test]
+async fn rate_limits_from_upstream_headers_reach_clients_and_account_rate_limits_read() {
+    let setup = setup().await;
+    let mut client = client(&setup).await;
+    let thread_id = client.start_thread(json!({})).await;
+    let headers = vec![
+        ("x-codex-primary-used-percent".to_owned(), "42".to_owned()),
+        (
+            "x-codex-primary-window-minutes".to_owned(),
+            "300".to_owned(),
+        ),
+    ];
+    setup.upstream.push(Script::StreamWithHeaders(
+        headers,
+        message_response("r1", &["ok"]),
+    ));
+    let seen = turn(&mut client, &thread_id, "hi").await;
+    let updated = seen
+        .iter()
+        .find(|m| m["method"] == "account/rateLimits/updated")
+        .expect("account/rateLimits/updated");
+    assert_eq!(
+        updated["params"]["rateLimits"]["primary"]["usedPercent"],
+        42
+    );
+    let read = ask(&mut client, "r", "account/rateLimits/read", Value::Null).await;
+    assert_eq!(read["result"]["rateLimits"]["primary"]["usedPercent"], 42);
+    assert_eq!(
+        read["result"]["rateLimits"]["primary"]["windowDurationMins"],
+        300
+    );
+}

@@ -40,6 +40,8 @@ pub enum Script {
     Status(u16, String),
     /// This status with these extra headers, and this body.
     StatusWithHeaders(u16, Vec<(String, String)>, String),
+    /// 200 with these extra headers (over HTTP), and a stream of steps.
+    StreamWithHeaders(Vec<(String, String)>, Vec<Step>),
 }
 
 /// A request the server received.
@@ -204,28 +206,33 @@ async fn respond(State(scripts): State<Arc<Scripts>>, request: Request) -> Respo
             }
             response.body(Body::from(text)).unwrap()
         }
-        Script::Stream(steps) => {
-            let stream = futures_util::stream::unfold(steps.into_iter(), |mut steps| async move {
-                loop {
-                    match steps.next()? {
-                        Step::Event(event) => {
-                            let kind = event["type"].as_str().unwrap_or("message").to_owned();
-                            let chunk = format!("event: {kind}\ndata: {event}\n\n");
-                            return Some((Ok::<_, std::io::Error>(chunk), steps));
-                        }
-                        Step::Raw(bytes) => return Some((Ok(bytes), steps)),
-                        Step::Pause(duration) => tokio::time::sleep(duration).await,
-                        Step::Cut => return None,
-                        Step::Hang => std::future::pending::<()>().await,
-                    }
-                }
-            });
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(stream))
-                .unwrap()
-        }
+        Script::Stream(steps) => event_stream(steps, Vec::new()),
+        Script::StreamWithHeaders(headers, steps) => event_stream(steps, headers),
     }
+}
+
+/// A 200 SSE response of `steps`, with `headers` added.
+fn event_stream(steps: Vec<Step>, headers: Vec<(String, String)>) -> Response {
+    let stream = futures_util::stream::unfold(steps.into_iter(), |mut steps| async move {
+        loop {
+            match steps.next()? {
+                Step::Event(event) => {
+                    let kind = event["type"].as_str().unwrap_or("message").to_owned();
+                    let chunk = format!("event: {kind}\ndata: {event}\n\n");
+                    return Some((Ok::<_, std::io::Error>(chunk), steps));
+                }
+                Step::Raw(bytes) => return Some((Ok(bytes), steps)),
+                Step::Pause(duration) => tokio::time::sleep(duration).await,
+                Step::Cut => return None,
+                Step::Hang => std::future::pending::<()>().await,
+            }
+        }
+    });
+    let mut response = Response::builder().header("content-type", "text/event-stream");
+    for (name, value) in headers {
+        response = response.header(name, value);
+    }
+    response.body(Body::from_stream(stream)).unwrap()
 }
 
 async fn serve_websocket(scripts: Arc<Scripts>, headers: HeaderMap, mut socket: WebSocket) {
@@ -236,7 +243,7 @@ async fn serve_websocket(scripts: Arc<Scripts>, headers: HeaderMap, mut socket: 
     let body = serde_json::from_str(&create).unwrap_or(Value::Null);
     let script = scripts.next(&body);
     scripts.record("websocket", &headers, body);
-    let Script::Stream(steps) = script else {
+    let (Script::Stream(steps) | Script::StreamWithHeaders(_, steps)) = script else {
         let _ = socket
             .send(Message::Text(
                 json!({"type": "error", "error": {"message": "scripted failure"}})

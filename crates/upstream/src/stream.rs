@@ -269,6 +269,7 @@ impl Upstream {
                 retry_after,
             });
         }
+        let headers = response.headers().clone();
         Ok(ResponseStream::new(
             Source::Sse {
                 body: response.bytes_stream().boxed(),
@@ -276,6 +277,7 @@ impl Upstream {
                 ready: VecDeque::new(),
             },
             self.endpoint.idle_timeout,
+            headers,
         ))
     }
 
@@ -300,27 +302,28 @@ impl Upstream {
                 request.headers_mut().insert(name, value);
             }
         }
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|err| match err {
-                tokio_tungstenite::tungstenite::Error::Http(response) => Refusal {
-                    error: UpstreamError::Status {
-                        status: response.status().as_u16(),
-                        body: response
-                            .body()
-                            .as_deref()
-                            .map(|b| {
-                                String::from_utf8_lossy(b)
-                                    .chars()
-                                    .take(MAX_ERROR_BODY)
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+        let (mut socket, handshake) =
+            tokio_tungstenite::connect_async(request)
+                .await
+                .map_err(|err| match err {
+                    tokio_tungstenite::tungstenite::Error::Http(response) => Refusal {
+                        error: UpstreamError::Status {
+                            status: response.status().as_u16(),
+                            body: response
+                                .body()
+                                .as_deref()
+                                .map(|b| {
+                                    String::from_utf8_lossy(b)
+                                        .chars()
+                                        .take(MAX_ERROR_BODY)
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        },
+                        retry_after: retry_after(response.status().as_u16(), response.headers()),
                     },
-                    retry_after: retry_after(response.status().as_u16(), response.headers()),
-                },
-                other => UpstreamError::Connect(other.to_string()).into(),
-            })?;
+                    other => UpstreamError::Connect(other.to_string()).into(),
+                })?;
         let mut create = body.clone();
         if let Value::Object(fields) = &mut create {
             fields.remove("stream");
@@ -333,6 +336,7 @@ impl Upstream {
         Ok(ResponseStream::new(
             Source::WebSocket(Box::new(socket)),
             self.endpoint.idle_timeout,
+            handshake.headers().clone(),
         ))
     }
 }
@@ -388,15 +392,22 @@ pub struct ResponseStream {
     source: Source,
     idle_timeout: Duration,
     finished: bool,
+    headers: http::HeaderMap,
 }
 
 impl ResponseStream {
-    fn new(source: Source, idle_timeout: Duration) -> ResponseStream {
+    fn new(source: Source, idle_timeout: Duration, headers: http::HeaderMap) -> ResponseStream {
         ResponseStream {
             source,
             idle_timeout,
             finished: false,
+            headers,
         }
+    }
+
+    /// The headers the upstream answered with (rate limits, request ids).
+    pub fn headers(&self) -> &http::HeaderMap {
+        &self.headers
     }
 
     /// The next event; `None` after `response.completed` (or after an error was returned).

@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tether_protocol::WarningNotification;
 use tether_protocol::server_requests::DynamicToolCall;
+use tether_protocol::{
+    AccountRateLimitsUpdatedNotification, RateLimitSnapshot, WarningNotification,
+};
 use tether_protocol::{
     AgentMessageDeltaNotification, ApprovalsReviewer, AskForApproval, CodexErrorInfo,
     DynamicToolCallOutputContentItem, DynamicToolCallParams, DynamicToolCallResponse,
@@ -129,6 +131,8 @@ pub enum Command {
     Sampled { generation: u64, sampled: Sampled },
     /// A client answered the tool call request `request_id`.
     ToolAnswered { request_id: i64, answer: Answer },
+    /// An upstream answer reported the account's rate limits.
+    RateLimits(Vec<RateLimitSnapshot>),
     /// What a fork copies: the thread, its settings and its history.
     Snapshot(oneshot::Sender<(Thread, Settings, Vec<Turn>)>),
 }
@@ -356,6 +360,7 @@ impl Actor {
             Command::ToolAnswered { request_id, answer } => {
                 self.tool_answered(request_id, answer).await
             }
+            Command::RateLimits(limits) => self.rate_limits(limits).await,
             Command::Snapshot(sender) => {
                 let history = self.thread_object(true).turns;
                 let _ = sender.send((self.thread_object(false), self.settings.clone(), history));
@@ -1250,6 +1255,15 @@ impl Actor {
         }
     }
 
+    /// Keeps the account's rate limits for `account/rateLimits/read` and tells every client.
+    async fn rate_limits(&self, limits: Vec<RateLimitSnapshot>) {
+        self.server.catalog.rate_limits.record(&limits);
+        for rate_limits in limits {
+            self.broadcast(&AccountRateLimitsUpdatedNotification { rate_limits })
+                .await;
+        }
+    }
+
     /// `error` for the running turn.
     async fn notify_error(&self, turn_id: &str, error: TurnError, will_retry: bool) {
         let params = ErrorNotification {
@@ -1265,6 +1279,7 @@ impl Actor {
         let Some(turn_id) = self.active.as_ref().map(|t| t.turn.id.clone()) else {
             return;
         };
+
         if self.active.as_ref().is_some_and(|a| a.compaction.is_some()) {
             return self.compaction_sampled(&turn_id, sampled).await;
         }

@@ -146,6 +146,10 @@ async fn stream_once(
         .stream_observed(body, hook, &retries)
         .await
         .map_err(Phase::Request)?;
+    let limits = crate::rate_limits::parse_rate_limit_headers(stream.headers());
+    if !limits.is_empty() {
+        let _ = actor.send(Command::RateLimits(limits)).await;
+    }
     while let Some(event) = stream.next().await {
         let event = event.map_err(Phase::Stream)?;
         let sampled = Sampled::Event(event);
