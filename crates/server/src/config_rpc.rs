@@ -27,16 +27,6 @@ pub enum ConfigReadError {
     },
 }
 
-/// Why a `-c key=value` argument cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid -c override {argument:?}: {reason}")]
-pub struct CliOverrideError {
-    /// The argument.
-    pub argument: String,
-    /// Why.
-    pub reason: &'static str,
-}
-
 /// Why a config write failed. Sent as `-32600` with `data` = [`ConfigWriteError::data`].
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -72,28 +62,6 @@ impl ConfigWriteError {
     }
 }
 
-/// Parses one `-c key=value` argument: the value is TOML, or else taken as a string.
-pub fn parse_cli_override(argument: &str) -> Result<(String, toml::Value), CliOverrideError> {
-    let error = |reason| CliOverrideError {
-        argument: argument.to_owned(),
-        reason,
-    };
-    let (key, raw) = argument
-        .split_once('=')
-        .ok_or_else(|| error("expected key=value"))?;
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(|segment| segment.trim().is_empty()) {
-        return Err(error("the key is empty or has an empty segment"));
-    }
-    let raw = raw.trim();
-    let value = format!("value = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut table| table.remove("value"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    Ok((key.to_owned(), value))
-}
-
 /// The configuration layers: the user's config.toml and the command line's `-c` overrides.
 #[derive(Clone, Debug)]
 pub struct ConfigLayers {
@@ -103,7 +71,7 @@ pub struct ConfigLayers {
 
 impl ConfigLayers {
     /// `user_file` is `<home>/config.toml` (need not exist); `cli_overrides` come from
-    /// [`parse_cli_override`], later ones winning.
+    /// [`crate::ConfigOverrides::dotted`], later ones winning.
     pub fn new(user_file: PathBuf, cli_overrides: &[(String, toml::Value)]) -> ConfigLayers {
         let mut session_flags = toml::Table::new();
         for (key, value) in cli_overrides {
@@ -700,38 +668,21 @@ mod tests {
         }
     }
 
-    const SAMPLE: &str = "# my settings\nmodel = \"mock-model\" # chosen\napproval_policy = \"never\"\n\n[model_providers.mock]\nname = \"Mock\" # keep\nbase_url = \"http://127.0.0.1:9/v1\"\n";
-
-    #[test]
-    fn parses_cli_overrides_as_toml_or_strings() {
-        assert_eq!(
-            parse_cli_override("model=\"o3\"").unwrap(),
-            ("model".into(), toml::Value::String("o3".into()))
-        );
-        assert_eq!(
-            parse_cli_override("a.b=3").unwrap(),
-            ("a.b".into(), toml::Value::Integer(3))
-        );
-        assert_eq!(
-            parse_cli_override("sandbox_mode=read-only").unwrap().1,
-            toml::Value::String("read-only".into())
-        );
-        assert_eq!(
-            parse_cli_override("x=[1, 2]").unwrap().1,
-            toml::Value::Array(vec![1.into(), 2.into()])
-        );
-        let err = parse_cli_override("novalue").unwrap_err().to_string();
-        assert_eq!(err, "invalid -c override \"novalue\": expected key=value");
-        assert!(parse_cli_override("a..b=1").is_err());
+    /// One `-c` override, parsed as the command line parses it.
+    fn override_of(argument: &str) -> (String, toml::Value) {
+        crate::ConfigOverrides::parse(&[argument])
+            .unwrap()
+            .dotted()
+            .remove(0)
     }
+
+    const SAMPLE: &str = "# my settings\nmodel = \"mock-model\" # chosen\napproval_policy = \"never\"\n\n[model_providers.mock]\nname = \"Mock\" # keep\nbase_url = \"http://127.0.0.1:9/v1\"\n";
 
     #[test]
     fn read_reports_the_effective_config_layers_and_origins() {
         let f = fixture(SAMPLE);
-        let layers = ConfigLayers::new(
-            f.path.clone(),
-            &[parse_cli_override("approval_policy=on-request").unwrap()],
-        );
+        let layers =
+            ConfigLayers::new(f.path.clone(), &[override_of("approval_policy=on-request")]);
         let response = layers
             .read(&read_params(), "default-model", "openai")
             .unwrap();
@@ -924,10 +875,7 @@ mod tests {
     #[test]
     fn a_write_under_a_cli_override_reports_it() {
         let f = fixture(SAMPLE);
-        let layers = ConfigLayers::new(
-            f.path.clone(),
-            &[parse_cli_override("model=\"cli\"").unwrap()],
-        );
+        let layers = ConfigLayers::new(f.path.clone(), &[override_of("model=\"cli\"")]);
         let response = layers
             .batch_write(&batch(
                 vec![edit("model", json!("file"), MergeStrategy::Replace)],

@@ -44,10 +44,7 @@ pub use client_catalog::{
 pub use config::{
     Config, ConfigError, ConfigOverrides, DeviceKeysConfig, OtelConfig, ProviderConfig,
 };
-pub use config_rpc::{
-    CliOverrideError, ConfigLayers, ConfigReadError, ConfigWriteError, parse_cli_override,
-    read_requirements,
-};
+pub use config_rpc::{ConfigLayers, ConfigReadError, ConfigWriteError, read_requirements};
 pub use connection::{CloseReason, Connection, Origin, Registry, Session};
 pub use device_keys::{DeviceKeys, open_device_keys};
 pub use home::Home;

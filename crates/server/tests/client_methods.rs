@@ -14,9 +14,9 @@ use tether_protocol::{
     WarningNotification,
 };
 use tether_server::{
-    ConfigLayers, ModelCatalog, RateLimitStore, SkillHomes, bedrock_gov_cloud_check,
-    collaboration_modes, experimental_features, hooks, installed_plugins, list_skills, login,
-    logout, parse_cli_override, parse_rate_limit_headers, read_account, read_requirements,
+    ConfigLayers, ConfigOverrides, ModelCatalog, RateLimitStore, SkillHomes,
+    bedrock_gov_cloud_check, collaboration_modes, experimental_features, hooks, installed_plugins,
+    list_skills, login, logout, parse_rate_limit_headers, read_account, read_requirements,
 };
 use tether_testkit::Schemas;
 
@@ -178,7 +178,9 @@ fn config_answers_match_the_schema() {
     .unwrap();
     let layers = ConfigLayers::new(
         file.clone(),
-        &[parse_cli_override("model_reasoning_effort=high").unwrap()],
+        &ConfigOverrides::parse(&["model_reasoning_effort=high"])
+            .unwrap()
+            .dotted(),
     );
     let read = check(
         "ConfigReadResponse",
