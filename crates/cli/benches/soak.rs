@@ -2,7 +2,8 @@
 //! subscribers of one thread (readers, slow readers, stalled readers) and turns that stream large
 //! deltas from a loopback upstream. Prints the server's peak resident memory, how late healthy
 //! readers got each delta compared with the first reader to get it, and who was disconnected.
-//! Run: `cargo bench -p tether-cli --bench soak` (about half a minute).
+//! Runs twice, the healthy readers alone and then beside slow and stalled readers, and compares
+//! their p99. Run: `cargo bench -p tether-cli --bench soak` (about a minute).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -153,7 +154,15 @@ async fn subscriber(address: String, thread_id: String, kind: Kind, ready: Arc<B
     seen
 }
 
-async fn soak() {
+/// Who subscribes besides the `READERS` healthy readers.
+#[derive(Clone, Copy)]
+struct Mix {
+    slow: usize,
+    stalled: usize,
+}
+
+/// One soak run; returns the healthy readers' p99 lateness and the server's peak memory (KiB).
+async fn soak(mix: Mix) -> (Duration, u64) {
     let upstream = ResponsesServer::start().await;
     let home = tempfile::tempdir().unwrap();
     let config = format!(
@@ -193,9 +202,9 @@ async fn soak() {
         .unwrap()
         .to_owned();
     let kinds = std::iter::repeat_n(Kind::Reader, READERS)
-        .chain(std::iter::repeat_n(Kind::Slow, SLOW_READERS))
-        .chain(std::iter::repeat_n(Kind::Stalled, STALLED));
-    let ready = Arc::new(Barrier::new(READERS + SLOW_READERS + STALLED + 1));
+        .chain(std::iter::repeat_n(Kind::Slow, mix.slow))
+        .chain(std::iter::repeat_n(Kind::Stalled, mix.stalled));
+    let ready = Arc::new(Barrier::new(READERS + mix.slow + mix.stalled + 1));
     let subscribers: Vec<_> = kinds
         .map(|kind| {
             let task = tokio::spawn(subscriber(
@@ -268,12 +277,18 @@ async fn soak() {
         .matches("closing connection: the client is not reading")
         .count()
         .saturating_sub(closed(Kind::Reader) + closed(Kind::Slow));
+    let (slow, stalled) = (mix.slow, mix.stalled);
     println!(
-        "{TURNS} turns of {DELTAS} deltas of {} KiB ({BURST} per {PAUSE:?}) to {READERS} readers, {SLOW_READERS} slow readers ({SLOW_READ:?} per message), {STALLED} stalled readers; bound {} MiB per connection",
+        "{TURNS} turns of {DELTAS} deltas of {} KiB ({BURST} per {PAUSE:?}) to {READERS} readers, {slow} slow readers ({SLOW_READ:?} per message), {stalled} stalled readers; bound {} MiB per connection",
         DELTA_BYTES / 1024,
         QUEUE_BYTES / (1024 * 1024)
     );
     println!();
+    lateness.sort();
+    let p99 = lateness
+        .get(lateness.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default();
     LATENCY.header("delivery, healthy readers");
     LATENCY.row("delta lateness behind the first reader", lateness);
     println!();
@@ -288,14 +303,38 @@ async fn soak() {
     ]);
     RESULTS.row([
         &"slow readers disconnected",
-        &format!("{} of {SLOW_READERS}", closed(Kind::Slow)),
+        &format!("{} of {slow}", closed(Kind::Slow)),
     ]);
     RESULTS.row([
         &"stalled readers disconnected",
-        &format!("{stalled_closed} of {STALLED}"),
+        &format!("{stalled_closed} of {stalled}"),
     ]);
+    (p99, peak)
+}
+
+/// The healthy readers alone, then with slow and stalled readers beside them.
+async fn run() {
+    let (alone, _) = soak(Mix {
+        slow: 0,
+        stalled: 0,
+    })
+    .await;
+    println!();
+    let (mixed, peak) = soak(Mix {
+        slow: SLOW_READERS,
+        stalled: STALLED,
+    })
+    .await;
+    println!();
+    let ratio = mixed.as_secs_f64() / alone.as_secs_f64().max(1e-9);
+    println!(
+        "healthy readers' p99 lateness: {} alone, {} beside slow and stalled readers ({ratio:.2}x; target under 2x); peak VmHWM {} (target under 256 MiB)",
+        bench::ms(alone),
+        bench::ms(mixed),
+        bench::mib(peak)
+    );
 }
 
 fn main() {
-    bench::run_within(Duration::from_secs(60), soak());
+    bench::run_within(Duration::from_secs(120), run());
 }
