@@ -608,13 +608,13 @@ async fn a_reasoning_summary_streams_as_it_is_written_and_stays_out_of_the_model
     );
 }
 
-#[tokio::test]
-async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
-    let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
+/// A thread whose history log is on a full disk: every write fails with ENOSPC. Returns the
+/// setup, an initialized client, the thread and the log's path (a link to `/dev/full`).
+async fn thread_on_a_full_disk() -> (Setup, Client, String, std::path::PathBuf) {
+    let setup = setup(60, &["ws://127.0.0.1:0"]).await;
     let mut client = setup.process.ws().await;
     client.initialize("c", Value::Null).await;
     let thread_id = client.start_thread(json!({})).await;
-    // The history log is on a full disk: every write fails with ENOSPC.
     let log = setup
         .home
         .path()
@@ -622,6 +622,12 @@ async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
         .join(format!("{thread_id}.jsonl"));
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    (setup, client, thread_id, log)
+}
+
+#[tokio::test]
+async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
+    let (mut setup, mut client, thread_id, log) = thread_on_a_full_disk().await;
     setup
         .upstream
         .push(Script::Stream(message_response("r1", &["lost"])));
@@ -675,17 +681,7 @@ async fn a_turn_that_cannot_be_saved_is_reported_and_the_log_stays_whole() {
 
 #[tokio::test]
 async fn a_turn_still_unsaved_at_shutdown_is_reported_lost_after_the_restart() {
-    let mut setup = setup(60, &["ws://127.0.0.1:0"]).await;
-    let mut client = setup.process.ws().await;
-    client.initialize("c", Value::Null).await;
-    let thread_id = client.start_thread(json!({})).await;
-    let log = setup
-        .home
-        .path()
-        .join("threads")
-        .join(format!("{thread_id}.jsonl"));
-    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let (mut setup, mut client, thread_id, log) = thread_on_a_full_disk().await;
     setup
         .upstream
         .push(Script::Stream(message_response("r1", &["never written"])));

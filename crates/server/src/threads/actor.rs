@@ -235,6 +235,8 @@ pub struct Actor {
     unload_now: bool,
     /// Completed turns the history log does not have yet (the disk was full), oldest first.
     unsaved: Vec<Turn>,
+    /// Ids of turns an earlier run could not save; each resume reports them.
+    lost_turns: Vec<String>,
 }
 
 impl Actor {
@@ -269,6 +271,7 @@ impl Actor {
             },
             unload_now: false,
             unsaved: Vec::new(),
+            lost_turns: Vec::new(),
         }
     }
 
@@ -306,6 +309,7 @@ impl Actor {
                 }
             }
             self.usage = self.load_usage().await;
+            self.lost_turns = self.load_lost_turns().await;
         }
         let delay = self.threads().unload_delay;
         let mut unload_at: Option<Deadline> = None;
@@ -1644,22 +1648,23 @@ impl Actor {
         if self.unsaved.is_empty() {
             return Ok(());
         }
-        let turns = std::mem::take(&mut self.unsaved);
-        // The writes end in an fsync: keep them off the async workers.
+        // The writes end in an fsync: keep them off the async workers. The queue keeps its
+        // turns until they are written, whatever happens to the task.
+        let turns = self.unsaved.clone();
         let appended = tokio::task::spawn_blocking(move || {
-            let saved = turns
-                .iter()
-                .take_while(|turn| log.append(turn).is_ok())
-                .count();
-            let error = (saved < turns.len()).then(|| log.append(&turns[saved]).unwrap_err());
-            (turns, saved, error)
+            for (saved, turn) in turns.iter().enumerate() {
+                if let Err(err) = log.append(turn) {
+                    return (saved, Some(err));
+                }
+            }
+            (turns.len(), None)
         })
         .await;
-        let (turns, saved, error) = match appended {
+        let (saved, error) = match appended {
             Ok(outcome) => outcome,
             Err(err) => return Err(format!("the thread history task failed: {err}")),
         };
-        self.unsaved = turns[saved..].to_vec();
+        self.unsaved.drain(..saved);
         match error {
             None => Ok(()),
             Some(err) => {
@@ -1684,23 +1689,30 @@ impl Actor {
         }
     }
 
-    /// Tells `connection` which turns of this thread were lost at an earlier shutdown.
-    async fn report_lost_turns(&self, connection: &Connection) {
-        let stored = match self.threads().state.lost_turns(&self.thread.id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return,
+    /// The turns of this thread recorded as lost at an earlier shutdown.
+    async fn load_lost_turns(&self) -> Vec<String> {
+        match self.threads().state.lost_turns(&self.thread.id).await {
+            Ok(stored) => stored
+                .and_then(|stored| serde_json::from_str(&stored).ok())
+                .unwrap_or_default(),
             Err(err) => {
                 tracing::error!(thread = %self.thread.id, "cannot read the lost turns: {err}");
-                return;
+                Vec::new()
             }
-        };
-        let lost: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+        }
+    }
+
+    /// Tells `connection` which turns of this thread were lost at an earlier shutdown.
+    async fn report_lost_turns(&self, connection: &Connection) {
+        if self.lost_turns.is_empty() {
+            return;
+        }
         let params = WarningNotification {
             thread_id: Some(self.thread.id.clone()),
             message: format!(
                 "{} completed turn(s) of this thread could not be saved before tether stopped and are lost: {}",
-                lost.len(),
-                lost.join(", ")
+                self.lost_turns.len(),
+                self.lost_turns.join(", ")
             ),
         };
         connection.send(Outgoing::notify(&params)).await;

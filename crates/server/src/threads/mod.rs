@@ -219,7 +219,9 @@ impl Threads {
             sandbox: settings.sandbox_policy(),
             reasoning_effort: None,
             turns_backwards_cursor: pages::newest(history.len()),
-            items_backwards_cursor: pages::newest(pages::entries(history, None).len()),
+            items_backwards_cursor: pages::newest(
+                history.iter().map(|turn| turn.items.len()).sum(),
+            ),
             thread,
         }
     }
