@@ -463,7 +463,8 @@ impl Actor {
                 }
             }
             ThreadRequest::TurnsList { reply, params } => {
-                let turns = self.thread_object(true).turns;
+                let running = self.running_turn();
+                let turns: Vec<&Turn> = self.history.iter().chain(running.as_ref()).collect();
                 let page = pages::turns(
                     &turns,
                     params.cursor.as_deref(),
@@ -474,10 +475,11 @@ impl Actor {
                 reply.send(page).await;
             }
             ThreadRequest::ItemsList { reply, params } => {
-                let turns = self.thread_object(true).turns;
+                let running = self.running_turn();
+                let turns: Vec<&Turn> = self.history.iter().chain(running.as_ref()).collect();
                 let entries = pages::entries(&turns, params.turn_id.as_deref());
                 let page = pages::items(
-                    entries,
+                    &entries,
                     params.cursor.as_deref(),
                     params.limit,
                     params.sort_direction,
@@ -746,15 +748,19 @@ impl Actor {
         let mut thread = self.thread.clone();
         thread.status = self.status.borrow().clone();
         if with_turns {
-            thread.turns = self.history.iter().cloned().map(full_view).collect();
-            if let Some(active) = &self.active {
-                let mut turn = active.turn.clone();
-                turn.items = active.items.clone();
-                turn.items_view = ItemsView::Full;
-                thread.turns.push(turn);
-            }
+            let history = self.history.iter().cloned();
+            thread.turns = history.chain(self.running_turn()).map(full_view).collect();
         }
         thread
+    }
+
+    /// The running turn with the items it has completed so far.
+    fn running_turn(&self) -> Option<Turn> {
+        self.active.as_ref().map(|active| {
+            let mut turn = active.turn.clone();
+            turn.items = active.items.clone();
+            turn
+        })
     }
 
     async fn set_status(&mut self, status: ThreadStatus) {

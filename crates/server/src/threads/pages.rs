@@ -73,7 +73,7 @@ pub fn newest(len: usize) -> Option<String> {
 
 /// A page of `turns`, each with the items `view` asks for.
 pub fn turns(
-    turns: &[Turn],
+    turns: &[&Turn],
     cursor: Option<&str>,
     requested: Option<u32>,
     direction: Option<SortDirection>,
@@ -110,27 +110,17 @@ pub fn turns(
 }
 
 /// Every item of `turns` (or of the turn `turn_id`), oldest first, with its turn.
-pub fn entries(turns: &[Turn], turn_id: Option<&str>) -> Vec<ThreadItemEntry> {
+pub fn entries<'a>(turns: &[&'a Turn], turn_id: Option<&str>) -> Vec<(&'a Turn, &'a ThreadItem)> {
     turns
         .iter()
         .filter(|turn| turn_id.is_none_or(|id| turn.id == id))
-        .flat_map(|turn| {
-            turn.items.iter().map(|item| {
-                let (started_at_ms, completed_at_ms) = item.times();
-                ThreadItemEntry {
-                    turn_id: turn.id.clone(),
-                    item: item.clone(),
-                    started_at_ms,
-                    completed_at_ms,
-                }
-            })
-        })
+        .flat_map(|turn| turn.items.iter().map(move |item| (*turn, item)))
         .collect()
 }
 
-/// A page of `entries`.
+/// A page of `entries`; only the items on the page are copied.
 pub fn items(
-    entries: Vec<ThreadItemEntry>,
+    entries: &[(&Turn, &ThreadItem)],
     cursor: Option<&str>,
     requested: Option<u32>,
     direction: Option<SortDirection>,
@@ -140,7 +130,16 @@ pub fn items(
     let data = page
         .positions
         .iter()
-        .map(|&position| entries[position].clone())
+        .map(|&position| {
+            let (turn, item) = entries[position];
+            let (started_at_ms, completed_at_ms) = item.times();
+            ThreadItemEntry {
+                turn_id: turn.id.clone(),
+                item: item.clone(),
+                started_at_ms,
+                completed_at_ms,
+            }
+        })
         .collect();
     Ok(ThreadItemsListResponse {
         data,
