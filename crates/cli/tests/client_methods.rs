@@ -462,8 +462,13 @@ async fn what_reaches_the_model_and_how_deltas_are_joined() {
     let request = &setup.upstream.requests()[0];
     assert_eq!(request.body["text"]["format"]["type"], "json_schema");
     assert_eq!(request.body["text"]["format"]["schema"], schema);
-    let tool = &request.body["tools"][0];
-    assert_eq!(tool["type"], "namespace");
+    // The client's tools follow the built-in ones.
+    let tool = request.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tool| tool["type"] == "namespace")
+        .expect("the client's namespace");
     assert_eq!(tool["name"], "codex_tui");
     assert_eq!(tool["tools"][1]["name"], "read_thread");
     assert_eq!(request.header("originator"), Some("codex-tui"));

@@ -82,4 +82,6 @@ server_requests! {
     DynamicToolCall => "item/tool/call" (DynamicToolCallParams) -> DynamicToolCallResponse;
     /// An attestation for a first-party upstream request.
     AttestationGenerate => "attestation/generate" (AttestationGenerateParams) -> AttestationGenerateResponse;
+    /// May the agent run this command?
+    CommandExecutionRequestApproval => "item/commandExecution/requestApproval" (crate::CommandExecutionRequestApprovalParams) -> crate::CommandExecutionRequestApprovalResponse;
 }

@@ -27,6 +27,7 @@ mod status;
 mod table;
 mod thread;
 mod thread_ops;
+mod tools;
 
 pub use account::{
     Account, AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, AuthMode,
@@ -100,4 +101,13 @@ pub use thread_ops::{
     ThreadResponse, ThreadSetNameParams, ThreadTurnsListParams, ThreadTurnsListResponse,
     ThreadUnarchivedNotification, ThreadUnreadPosition, TurnItemsView, TurnSteerParams,
     TurnSteerResponse,
+};
+pub use tools::{
+    CommandAction, CommandExecutionApprovalDecision, CommandExecutionApprovalKind,
+    CommandExecutionOutputDeltaNotification, CommandExecutionRequestApprovalParams,
+    CommandExecutionRequestApprovalResponse, CommandExecutionSource, CommandExecutionStatus,
+    TerminalInteractionNotification, ThreadBackgroundTerminalsCleanParams,
+    ThreadBackgroundTerminalsCleanResponse, ThreadBackgroundTerminalsTerminateParams,
+    ThreadBackgroundTerminalsTerminateResponse, ThreadShellCommandParams, TurnPlanStep,
+    TurnPlanStepStatus, TurnPlanUpdatedNotification,
 };

@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::table::server_notifications;
 use crate::{
-    AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, ConfigWarningNotification,
-    ThreadArchivedNotification, ThreadDeletedNotification, ThreadNameUpdatedNotification,
-    ThreadReadStateChangedNotification, ThreadUnarchivedNotification, WarningNotification,
+    AccountRateLimitsUpdatedNotification, AccountUpdatedNotification,
+    CommandExecutionOutputDeltaNotification, ConfigWarningNotification,
+    TerminalInteractionNotification, ThreadArchivedNotification, ThreadDeletedNotification,
+    ThreadNameUpdatedNotification, ThreadReadStateChangedNotification,
+    ThreadUnarchivedNotification, TurnPlanUpdatedNotification, WarningNotification,
 };
 use crate::{Thread, ThreadGoal, ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError};
 
@@ -223,4 +225,7 @@ server_notifications! {
     AccountRateLimitsUpdatedNotification => "account/rateLimits/updated";
     WarningNotification => "warning";
     ConfigWarningNotification => "configWarning";
+    CommandExecutionOutputDeltaNotification => "item/commandExecution/outputDelta";
+    TerminalInteractionNotification => "item/commandExecution/terminalInteraction";
+    TurnPlanUpdatedNotification => "turn/plan/updated";
 }

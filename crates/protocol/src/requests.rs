@@ -39,8 +39,14 @@ client_requests! {
     ThreadUnarchive => "thread/unarchive" (ThreadIdParams) -> ThreadResponse, Route::Thread, InOrder;
     /// Summarize the history into a compacted item.
     ThreadCompactStart => "thread/compact/start" (ThreadIdParams) -> EmptyResponse, Route::Thread, InOrder;
-    /// The processes the thread's commands left running.
+    /// Run the user's `!command` unsandboxed, as an item of the thread.
+    ThreadShellCommand => "thread/shellCommand" (ThreadShellCommandParams) -> EmptyResponse, Route::Thread, InOrder;
+    /// Kill every command session of a thread.
+    ThreadBackgroundTerminalsClean => "thread/backgroundTerminals/clean" (ThreadBackgroundTerminalsCleanParams) -> ThreadBackgroundTerminalsCleanResponse, Route::Thread, InOrder;
+    /// A thread's running command sessions.
     ThreadBackgroundTerminalsList => "thread/backgroundTerminals/list" (ThreadBackgroundTerminalsListParams) -> ThreadBackgroundTerminalsListResponse, Route::Thread, InOrder;
+    /// Kill one of a thread's command sessions.
+    ThreadBackgroundTerminalsTerminate => "thread/backgroundTerminals/terminate" (ThreadBackgroundTerminalsTerminateParams) -> ThreadBackgroundTerminalsTerminateResponse, Route::Thread, InOrder;
     /// Cut the durable history before a turn.
     ThreadRevert => "thread/revert" (ThreadRevertParams) -> ThreadRevertResponse, Route::Thread, InOrder;
     /// List persisted threads.

@@ -203,6 +203,23 @@ pub enum ThreadItem {
         started_at_ms: Option<i64>,
         completed_at_ms: Option<i64>,
     },
+    /// A command the agent (or the user's `!`) ran.
+    CommandExecution {
+        id: String,
+        /// The shell line, as rendered (`/bin/bash -lc 'echo hi'`).
+        command: String,
+        cwd: String,
+        /// The session id while it runs; None before it starts.
+        process_id: Option<String>,
+        source: crate::CommandExecutionSource,
+        status: crate::CommandExecutionStatus,
+        command_actions: Vec<crate::CommandAction>,
+        aggregated_output: Option<String>,
+        exit_code: Option<i32>,
+        duration_ms: Option<i64>,
+        started_at_ms: Option<i64>,
+        completed_at_ms: Option<i64>,
+    },
     /// The history before this point was summarized.
     ContextCompaction {
         id: String,
@@ -227,6 +244,7 @@ impl ThreadItem {
             ThreadItem::UserMessage { id, .. }
             | ThreadItem::AgentMessage { id, .. }
             | ThreadItem::DynamicToolCall { id, .. }
+            | ThreadItem::CommandExecution { id, .. }
             | ThreadItem::ContextCompaction { id, .. }
             | ThreadItem::Reasoning { id, .. } => id,
         }
@@ -246,6 +264,11 @@ impl ThreadItem {
                 ..
             }
             | ThreadItem::DynamicToolCall {
+                started_at_ms,
+                completed_at_ms,
+                ..
+            }
+            | ThreadItem::CommandExecution {
                 started_at_ms,
                 completed_at_ms,
                 ..

@@ -24,6 +24,35 @@ pub struct Config {
     /// `[otel]`: span export.
     #[serde(default)]
     pub otel: OtelConfig,
+    /// `[features]`: switches of codex features tether implements.
+    #[serde(default)]
+    pub features: FeaturesConfig,
+    /// `[tools]`: optional built-in tools.
+    #[serde(default)]
+    pub tools: ToolsConfig,
+}
+
+/// `[features]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct FeaturesConfig {
+    /// `shell_tool = false` takes `exec_command` and `write_stdin` away from the model.
+    pub shell_tool: Option<bool>,
+}
+
+/// `[tools]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ToolsConfig {
+    /// `[tools.update_plan]`.
+    #[serde(default)]
+    pub update_plan: ToolSwitch,
+}
+
+/// A table with an `enabled` switch.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ToolSwitch {
+    /// Off unless set.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// `[otel]`.

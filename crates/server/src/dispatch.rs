@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use tether_protocol::{
-    ClientRequest, InitializeParams, InitializeResponse, Method, RequestId, Route, Serialization,
-    Transports, methods,
+    ClientRequest, InitializeParams, InitializeResponse, Method, Outgoing, RequestId, Route,
+    Serialization, Transports, methods,
 };
 use tracing::Instrument as _;
 
@@ -91,14 +91,20 @@ pub async fn request(
         R::ThreadCompactStart(p) => {
             defer::<methods::ThreadCompactStart>(ctx, p, responder, threads::compact).await
         }
+        R::ThreadShellCommand(p) => {
+            defer::<methods::ThreadShellCommand>(ctx, p, responder, threads::shell_command).await
+        }
         R::ThreadBackgroundTerminalsList(p) => {
-            answer::<methods::ThreadBackgroundTerminalsList, _, _>(
-                ctx,
-                p,
-                responder,
-                threads::background_terminals,
-            )
-            .await
+            let handler = threads::background_terminals;
+            defer::<methods::ThreadBackgroundTerminalsList>(ctx, p, responder, handler).await
+        }
+        R::ThreadBackgroundTerminalsTerminate(p) => {
+            let handler = threads::terminate_background_terminal;
+            defer::<methods::ThreadBackgroundTerminalsTerminate>(ctx, p, responder, handler).await
+        }
+        R::ThreadBackgroundTerminalsClean(p) => {
+            let handler = threads::clean_background_terminals;
+            defer::<methods::ThreadBackgroundTerminalsClean>(ctx, p, responder, handler).await
         }
         R::ThreadRevert(p) => {
             defer::<methods::ThreadRevert>(ctx, p, responder, threads::revert).await
@@ -319,6 +325,9 @@ async fn initialize(ctx: Ctx, params: InitializeParams, reply: Reply<methods::In
     // The response is queued before the connection counts as initialized, so no broadcast can
     // overtake it. Requests of this connection wait for this one: nothing sees the gap.
     reply.ok(response).await;
+    for warning in &ctx.server.config_warnings {
+        connection.send(Outgoing::notify(warning)).await;
+    }
     connection.initialize(session);
     tracing::info!(connection = connection.id(), client = %name, "initialized");
 }

@@ -3,7 +3,9 @@
 //! thread leaves from here, so the order clients see is the order things happened: a resume's
 //! response can never be overtaken by a live event, and all subscribers see the same sequence.
 
-use std::collections::BTreeSet;
+mod commands;
+
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,17 +17,18 @@ use tether_protocol::{
 };
 use tether_protocol::{
     AgentMessageDeltaNotification, ApprovalsReviewer, AskForApproval, CodexErrorInfo,
-    DynamicToolCallOutputContentItem, DynamicToolCallParams, DynamicToolCallResponse,
-    DynamicToolFunction, DynamicToolSpec, EmptyResponse, ErrorNotification,
-    ItemCompletedNotification, ItemStartedNotification, ItemsView, Notification, Outgoing,
-    ReasoningSummaryPartAddedNotification, ReasoningSummaryTextDeltaNotification, SandboxMode,
-    ServerRequestResolvedNotification, Thread, ThreadClosedNotification, ThreadDeletedNotification,
-    ThreadGoal, ThreadGoalClearResponse, ThreadGoalClearedNotification, ThreadGoalGetResponse,
-    ThreadGoalSetParams, ThreadGoalSetResponse, ThreadGoalUpdatedNotification, ThreadItem,
-    ThreadItemsListParams, ThreadNameUpdatedNotification, ThreadReadResponse, ThreadReadState,
+    CommandExecutionSource, DynamicToolCallOutputContentItem, DynamicToolCallParams,
+    DynamicToolCallResponse, DynamicToolFunction, DynamicToolSpec, EmptyResponse,
+    ErrorNotification, ItemCompletedNotification, ItemStartedNotification, ItemsView, Notification,
+    Outgoing, ReasoningSummaryPartAddedNotification, ReasoningSummaryTextDeltaNotification,
+    SandboxMode, ServerRequestResolvedNotification, Thread, ThreadClosedNotification,
+    ThreadDeletedNotification, ThreadGoal, ThreadGoalClearResponse, ThreadGoalClearedNotification,
+    ThreadGoalGetResponse, ThreadGoalSetParams, ThreadGoalSetResponse,
+    ThreadGoalUpdatedNotification, ThreadItem, ThreadItemsListParams,
+    ThreadNameUpdatedNotification, ThreadReadResponse, ThreadReadState,
     ThreadReadStateChangedNotification, ThreadReadStateOperation, ThreadReadStateUpdateParams,
-    ThreadReadStateUpdateResponse, ThreadResponse, ThreadRevertResponse, ThreadStartedNotification,
-    ThreadStatus, ThreadStatusChangedNotification, ThreadTokenUsage,
+    ThreadReadStateUpdateResponse, ThreadResponse, ThreadRevertResponse, ThreadShellCommandParams,
+    ThreadStartedNotification, ThreadStatus, ThreadStatusChangedNotification, ThreadTokenUsage,
     ThreadTokenUsageUpdatedNotification, ThreadTurnsListParams, ThreadUnreadPosition,
     ThreadUnsubscribeResponse, ThreadUnsubscribeStatus, TokenUsageBreakdown, Turn,
     TurnCompletedNotification, TurnError, TurnStartParams, TurnStartResponse,
@@ -119,6 +122,14 @@ thread_requests! {
     GoalClear(ThreadGoalClear) {}
     /// `thread/revert`.
     Revert(ThreadRevert) { before_turn_id: String }
+    /// `thread/shellCommand`.
+    ShellCommand(ThreadShellCommand) { params: ThreadShellCommandParams, trace: Trace }
+    /// `thread/backgroundTerminals/list`.
+    BackgroundTerminals(ThreadBackgroundTerminalsList) {}
+    /// `thread/backgroundTerminals/terminate`.
+    TerminateBackgroundTerminal(ThreadBackgroundTerminalsTerminate) { process_id: String }
+    /// `thread/backgroundTerminals/clean`.
+    CleanBackgroundTerminals(ThreadBackgroundTerminalsClean) {}
 }
 
 /// What the actor is asked to do.
@@ -133,8 +144,21 @@ pub enum Command {
     ToolAnswered { request_id: i64, answer: Answer },
     /// An upstream answer reported the account's rate limits.
     RateLimits(Vec<RateLimitSnapshot>),
+    /// A command session printed something or exited.
+    Exec(tether_exec::ExecEvent),
+    /// A built-in tool call's task finished.
+    CallDone(Box<commands::CallDone>),
+    /// A client answered the command approval request `request_id`.
+    ApprovalAnswered { request_id: i64, answer: Answer },
     /// What a fork copies: the thread, its settings and its history.
     Snapshot(oneshot::Sender<(Thread, Settings, Vec<Turn>)>),
+}
+
+/// What the model input is built from, in order: an item, or the built-in calls made at that
+/// point of the running turn. `true` marks items of earlier turns.
+enum Entry<'a> {
+    Item(&'a ThreadItem, bool),
+    Exchanges(&'a [commands::ToolExchange]),
 }
 
 /// A tool call the model made, waiting for a client's answer.
@@ -172,6 +196,16 @@ struct ActiveTurn {
     trace: Trace,
     /// The JSON Schema its final answer must follow, if the client gave one.
     output_schema: Option<Value>,
+    /// Built-in calls of this turn and their outputs, replayed to the model in later rounds.
+    exchanges: Vec<commands::ToolExchange>,
+    /// Built-in calls waiting for the one in progress.
+    builtin_queue: VecDeque<commands::BuiltinCall>,
+    /// The built-in call in progress.
+    current_call: Option<String>,
+    /// The command waiting for the user's approval.
+    approval: Option<commands::PendingApproval>,
+    /// A turn started by `thread/shellCommand` alone: it ends with its commands, unsampled.
+    shell_only: bool,
 }
 
 impl ActiveTurn {
@@ -206,6 +240,11 @@ impl ActiveTurn {
             tokens: 0,
             trace,
             output_schema: None,
+            exchanges: Vec::new(),
+            builtin_queue: VecDeque::new(),
+            current_call: None,
+            approval: None,
+            shell_only: false,
         }
     }
 }
@@ -237,6 +276,8 @@ pub struct Actor {
     unsaved: Vec<Turn>,
     /// Ids of turns an earlier run could not save; each resume reports them.
     lost_turns: Vec<String>,
+    /// Command sessions and approvals of this thread.
+    commands: commands::Commands,
 }
 
 impl Actor {
@@ -252,6 +293,7 @@ impl Actor {
         myself: mpsc::Sender<Command>,
     ) -> Actor {
         Actor {
+            commands: commands::Commands::new(Arc::clone(&server.sandbox)),
             server,
             thread,
             settings,
@@ -365,6 +407,11 @@ impl Actor {
                 self.tool_answered(request_id, answer).await
             }
             Command::RateLimits(limits) => self.rate_limits(limits).await,
+            Command::Exec(event) => self.exec_event(event).await,
+            Command::CallDone(done) => self.call_done_received(done).await,
+            Command::ApprovalAnswered { request_id, answer } => {
+                self.approval_answered(request_id, answer).await
+            }
             Command::Snapshot(sender) => {
                 let history = self.thread_object(true).turns;
                 let _ = sender.send((self.thread_object(false), self.settings.clone(), history));
@@ -519,6 +566,28 @@ impl Actor {
                 }
                 Err(error) => reply.error(error).await,
             },
+            ThreadRequest::ShellCommand {
+                reply,
+                params,
+                trace,
+            } => {
+                if let Some(error) = self.not_steerable() {
+                    return reply.error(error).await;
+                }
+                reply.ok(EmptyResponse {}).await;
+                self.shell_command(params, &trace).await;
+            }
+            ThreadRequest::BackgroundTerminals { reply } => {
+                reply.ok(self.background_terminals()).await
+            }
+            ThreadRequest::TerminateBackgroundTerminal { reply, process_id } => {
+                let terminated = self.terminate_session(&process_id).await;
+                reply.ok(terminated).await
+            }
+            ThreadRequest::CleanBackgroundTerminals { reply } => {
+                self.clean_sessions().await;
+                reply.ok(Default::default()).await
+            }
             ThreadRequest::GoalGet { reply } => {
                 let goal = self.goal.clone();
                 let result = self.goal_refusal().map(|()| ThreadGoalGetResponse { goal });
@@ -593,6 +662,12 @@ impl Actor {
                 .requests
                 .add_recipient(call.request_id, connection.id());
             connection.send(tool_request(call)).await;
+        }
+        if let Some(approval) = self.active.as_ref().and_then(|turn| turn.approval.as_ref()) {
+            self.server
+                .requests
+                .add_recipient(approval.request_id, connection.id());
+            connection.send(approval.request.clone()).await;
         }
         // From here on the connection gets every live event, none before the response.
         self.subscribe(connection.id());
@@ -899,6 +974,7 @@ impl Actor {
             .map(|a| std::mem::take(&mut a.pending_calls))
             .unwrap_or_default();
         self.resolve(abandoned).await;
+        self.abandon_builtin_calls().await;
         self.sample().await;
     }
 
@@ -946,7 +1022,8 @@ impl Actor {
     async fn sample(&mut self) {
         self.generations += 1;
         let generation = self.generations;
-        let tools = self.settings.dynamic_tools.iter().map(model_tool).collect();
+        let mut tools = self.threads().tools.declarations();
+        tools.extend(self.settings.dynamic_tools.iter().map(model_tool));
         let text = self
             .active
             .as_ref()
@@ -1031,23 +1108,49 @@ impl Actor {
         if let Some(developer) = &self.settings.developer_instructions {
             input.push(InputItem::text(Role::Developer, developer.clone()));
         }
-        let history = self.history.iter().flat_map(|turn| turn.items.iter());
-        let current = self.active.iter().flat_map(|turn| turn.items.iter());
-        let items: Vec<&ThreadItem> = history.chain(current).collect();
-        // The model continues from the latest summary, not from what it summarized.
-        let from = items
+        let history = self
+            .history
             .iter()
-            .rposition(|item| {
+            .flat_map(|turn| turn.items.iter())
+            .map(|item| Entry::Item(item, true));
+        let mut entries: Vec<Entry> = history.collect();
+        if let Some(active) = &self.active {
+            entries.extend(commands::current_entries(&active.items, &active.exchanges));
+        }
+        // The model continues from the latest summary, not from what it summarized.
+        let from = entries
+            .iter()
+            .rposition(|entry| {
                 matches!(
-                    item,
-                    ThreadItem::ContextCompaction {
-                        summary: Some(_),
-                        ..
-                    }
+                    entry,
+                    Entry::Item(
+                        ThreadItem::ContextCompaction {
+                            summary: Some(_),
+                            ..
+                        },
+                        _
+                    )
                 )
             })
             .unwrap_or(0);
-        for item in &items[from..] {
+        for entry in &entries[from..] {
+            let item = match entry {
+                Entry::Exchanges(exchanges) => {
+                    commands::replay_exchanges(exchanges, &mut input);
+                    continue;
+                }
+                Entry::Item(item, past) => {
+                    if let ThreadItem::CommandExecution { source, .. } = item {
+                        if *source == CommandExecutionSource::UserShell {
+                            commands::replay_user_shell(item, &mut input);
+                        } else if *past {
+                            commands::replay_past_command(item, &mut input);
+                        }
+                        continue;
+                    }
+                    item
+                }
+            };
             match item {
                 ThreadItem::UserMessage { content, .. } => {
                     let content = content
@@ -1098,7 +1201,8 @@ impl Actor {
                     input.push(InputItem::text(Role::User, text));
                 }
                 ThreadItem::ContextCompaction { summary: None, .. }
-                | ThreadItem::Reasoning { .. } => {}
+                | ThreadItem::Reasoning { .. }
+                | ThreadItem::CommandExecution { .. } => {}
             }
         }
         if self.active.as_ref().is_some_and(|a| a.compaction.is_some()) {
@@ -1216,10 +1320,13 @@ impl Actor {
 
     /// Once the round is over and every call it made is answered, the turn goes on.
     async fn continue_after_tools(&mut self) {
-        let ready = self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.round_over && a.calls_this_round > 0 && a.pending_calls.is_empty());
+        let ready = self.active.as_ref().is_some_and(|a| {
+            a.round_over
+                && a.calls_this_round > 0
+                && a.pending_calls.is_empty()
+                && a.builtin_queue.is_empty()
+                && a.current_call.is_none()
+        });
         if ready {
             self.sample().await;
         }
@@ -1252,6 +1359,14 @@ impl Actor {
     }
 
     async fn item_completed(&mut self, turn_id: &str, item: ThreadItem) {
+        let item = self.announce_item_completed(turn_id, item).await;
+        if let Some(active) = self.active.as_mut() {
+            active.items.push(item);
+        }
+    }
+
+    /// `item/completed`, without adding the item to the running turn.
+    async fn announce_item_completed(&self, turn_id: &str, item: ThreadItem) -> ThreadItem {
         let params = ItemCompletedNotification {
             item,
             thread_id: self.thread.id.clone(),
@@ -1260,9 +1375,7 @@ impl Actor {
             completed_at_ms: now_ms(),
         };
         self.notify_subscribers(&params).await;
-        if let Some(active) = self.active.as_mut() {
-            active.items.push(params.item);
-        }
+        params.item
     }
 
     /// Keeps the account's rate limits for `account/rateLimits/read` and tells every client.
@@ -1385,7 +1498,20 @@ impl Actor {
                 arguments,
                 ..
             })) => {
-                self.call_tool(&turn_id, call_id, name, arguments).await;
+                let dynamic = namespace_of(&self.settings.dynamic_tools, &name).is_some()
+                    || self.settings.dynamic_tools.iter().any(
+                        |spec| matches!(spec, DynamicToolSpec::Function(tool) if tool.name == name),
+                    );
+                if !dynamic && self.threads().tools.is_builtin(&name) {
+                    let call = commands::BuiltinCall {
+                        call_id,
+                        name,
+                        arguments,
+                    };
+                    self.call_builtin(call).await;
+                } else {
+                    self.call_tool(&turn_id, call_id, name, arguments).await;
+                }
             }
             Sampled::Event(ResponseEvent::Completed { usage, .. }) => {
                 if let Some(usage) = usage {
@@ -1548,6 +1674,10 @@ impl Actor {
 
     /// Ends the running turn: the durable record, then status and `turn/completed`.
     async fn finish(&mut self, status: TurnStatus, error: Option<TurnError>) {
+        let Some(turn_id) = self.active.as_ref().map(|active| active.turn.id.clone()) else {
+            return;
+        };
+        self.end_commands(&turn_id, status).await;
         let Some(active) = self.active.take() else {
             return;
         };
@@ -1744,11 +1874,13 @@ impl Actor {
         if self.active.is_some() {
             self.finish(TurnStatus::Interrupted, None).await;
         }
+        self.commands.manager.terminate_all().await;
         self.settle_unsaved().await;
     }
 
     /// Leaves memory: stops being findable, tells everyone, and turns away what is still queued.
     async fn unload(&mut self) {
+        self.commands.manager.terminate_all().await;
         self.settle_unsaved().await;
         // Closed before it is announced, and announced before it is forgotten: until then a
         // request for this thread gets "closing", after that it loads the thread afresh.

@@ -7,6 +7,7 @@ mod history;
 mod pages;
 mod providers;
 mod sampler;
+pub(crate) mod tools;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,13 +16,14 @@ use std::time::Duration;
 use tether_protocol::{
     ApprovalsReviewer, AskForApproval, CwdFilter, DynamicToolSpec, EmptyResponse,
     LoadedThreadStatus, SandboxMode, SandboxPolicy, SortDirection, Thread,
-    ThreadArchivedNotification, ThreadBackgroundTerminalsListParams,
-    ThreadBackgroundTerminalsListResponse, ThreadDeletedNotification, ThreadForkParams,
-    ThreadGoalSetParams, ThreadHistoryMode, ThreadIdParams, ThreadItemsListParams,
-    ThreadListParams, ThreadListResponse, ThreadLoadedListParams, ThreadLoadedListResponse,
-    ThreadMetadataUpdateParams, ThreadReadParams, ThreadReadResponse, ThreadReadStateUpdateParams,
-    ThreadResponse, ThreadResumeParams, ThreadRevertParams, ThreadSessionResponse,
-    ThreadSetNameParams, ThreadSortKey, ThreadStartParams, ThreadStatus, ThreadTurnsListParams,
+    ThreadArchivedNotification, ThreadBackgroundTerminalsCleanParams,
+    ThreadBackgroundTerminalsListParams, ThreadBackgroundTerminalsTerminateParams,
+    ThreadDeletedNotification, ThreadForkParams, ThreadGoalSetParams, ThreadHistoryMode,
+    ThreadIdParams, ThreadItemsListParams, ThreadListParams, ThreadListResponse,
+    ThreadLoadedListParams, ThreadLoadedListResponse, ThreadMetadataUpdateParams, ThreadReadParams,
+    ThreadReadResponse, ThreadReadStateUpdateParams, ThreadResponse, ThreadResumeParams,
+    ThreadRevertParams, ThreadSessionResponse, ThreadSetNameParams, ThreadShellCommandParams,
+    ThreadSortKey, ThreadStartParams, ThreadStatus, ThreadTurnsListParams,
     ThreadUnarchivedNotification, ThreadUnsubscribeResponse, ThreadUnsubscribeStatus,
     TurnInterruptParams, TurnStartParams, TurnSteerParams, methods, now_ms,
 };
@@ -72,6 +74,29 @@ impl Settings {
         self.sandbox = sandbox.or(self.sandbox);
     }
 
+    /// When commands ask first; on-request unless the thread says otherwise.
+    fn approval_policy(&self) -> AskForApproval {
+        self.approval_policy
+            .clone()
+            .unwrap_or(AskForApproval::OnRequest)
+    }
+
+    /// The sandbox the thread's commands run in (read-only unless the thread says otherwise).
+    fn exec_sandbox(&self) -> tether_exec::SandboxPolicy {
+        match self.sandbox {
+            None | Some(SandboxMode::ReadOnly) => tether_exec::SandboxPolicy::ReadOnly {
+                network_access: false,
+            },
+            Some(SandboxMode::WorkspaceWrite) => tether_exec::SandboxPolicy::WorkspaceWrite {
+                writable_roots: Vec::new(),
+                network_access: false,
+                exclude_tmpdir_env_var: false,
+                exclude_slash_tmp: false,
+            },
+            Some(SandboxMode::DangerFullAccess) => tether_exec::SandboxPolicy::DangerFullAccess,
+        }
+    }
+
     fn sandbox_policy(&self) -> SandboxPolicy {
         match self.sandbox {
             None | Some(SandboxMode::ReadOnly) => SandboxPolicy::read_only(),
@@ -110,6 +135,8 @@ pub struct Threads {
     home: Home,
     pub(crate) providers: Providers,
     unload_delay: Duration,
+    /// Which built-in tools threads declare to the model.
+    pub(crate) tools: tools::ToolSwitches,
 }
 
 fn invalid(message: String) -> ServerError {
@@ -130,6 +157,7 @@ impl Threads {
         home: Home,
         providers: Providers,
         unload_delay: Duration,
+        tools: tools::ToolSwitches,
     ) -> Threads {
         Threads {
             loaded: Mutex::new(HashMap::new()),
@@ -137,6 +165,7 @@ impl Threads {
             home,
             providers,
             unload_delay,
+            tools,
         }
     }
 
@@ -209,10 +238,7 @@ impl Threads {
             service_tier: None,
             cwd: thread.cwd.clone(),
             instruction_sources: Vec::new(),
-            approval_policy: settings
-                .approval_policy
-                .clone()
-                .unwrap_or(AskForApproval::Never),
+            approval_policy: settings.approval_policy(),
             approvals_reviewer: settings
                 .approvals_reviewer
                 .unwrap_or(ApprovalsReviewer::User),
@@ -649,6 +675,24 @@ pub async fn compact(ctx: Ctx, params: ThreadIdParams, reply: Reply<methods::Thr
     .await
 }
 
+/// `thread/shellCommand`.
+pub async fn shell_command(
+    ctx: Ctx,
+    params: ThreadShellCommandParams,
+    reply: Reply<methods::ThreadShellCommand>,
+) {
+    let thread_id = params.thread_id.clone();
+    let trace = ctx.trace.clone();
+    route(&ctx, &thread_id, Find::Loaded, reply, |reply| {
+        ThreadRequest::ShellCommand {
+            reply,
+            params,
+            trace,
+        }
+    })
+    .await
+}
+
 /// `turn/interrupt`.
 pub async fn interrupt(
     ctx: Ctx,
@@ -964,17 +1008,42 @@ async fn set_archived(ctx: &Ctx, thread_id: &str, archived: bool) -> Result<Stri
 pub async fn background_terminals(
     ctx: Ctx,
     params: ThreadBackgroundTerminalsListParams,
-) -> Result<ThreadBackgroundTerminalsListResponse, ServerError> {
-    let (thread_id, _) = ctx
-        .server
-        .threads
-        .loaded_or_load(&ctx.server, &params.thread_id)
-        .await?;
-    tracing::debug!(thread = %thread_id, "no background terminals: commands run to completion");
-    Ok(ThreadBackgroundTerminalsListResponse {
-        data: Vec::new(),
-        next_cursor: None,
+    reply: Reply<methods::ThreadBackgroundTerminalsList>,
+) {
+    let thread_id = params.thread_id.clone();
+    route(&ctx, &thread_id, Find::Stored, reply, |reply| {
+        ThreadRequest::BackgroundTerminals { reply }
     })
+    .await
+}
+
+/// `thread/backgroundTerminals/terminate`.
+pub async fn terminate_background_terminal(
+    ctx: Ctx,
+    params: ThreadBackgroundTerminalsTerminateParams,
+    reply: Reply<methods::ThreadBackgroundTerminalsTerminate>,
+) {
+    let thread_id = params.thread_id.clone();
+    route(&ctx, &thread_id, Find::Stored, reply, |reply| {
+        ThreadRequest::TerminateBackgroundTerminal {
+            reply,
+            process_id: params.process_id,
+        }
+    })
+    .await
+}
+
+/// `thread/backgroundTerminals/clean`.
+pub async fn clean_background_terminals(
+    ctx: Ctx,
+    params: ThreadBackgroundTerminalsCleanParams,
+    reply: Reply<methods::ThreadBackgroundTerminalsClean>,
+) {
+    let thread_id = params.thread_id.clone();
+    route(&ctx, &thread_id, Find::Stored, reply, |reply| {
+        ThreadRequest::CleanBackgroundTerminals { reply }
+    })
+    .await
 }
 
 /// What the index stores of a thread beyond its columns.
