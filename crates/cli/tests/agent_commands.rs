@@ -544,7 +544,7 @@ async fn an_interrupt_kills_a_running_command_and_its_children() {
             break;
         }
     }
-    let host_pid = host_pid_of_sleep();
+    let host_pid = host_pid_of_sleep().await;
     client.request(
         "stop",
         "turn/interrupt",
@@ -559,16 +559,20 @@ async fn an_interrupt_kills_a_running_command_and_its_children() {
     wait_gone(host_pid).await;
 }
 
-/// The sandbox has its own pid namespace: find the host pid of the `sleep 987654` child.
-fn host_pid_of_sleep() -> i32 {
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline == b"sleep\x00987654\x00" {
-            return pid;
+/// The sandbox has its own pid namespace: find the host pid of the `sleep 987654` child
+/// (polling: the shell may print before the forked child has exec'd `sleep`).
+async fn host_pid_of_sleep() -> i32 {
+    for _ in 0..200 {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline == b"sleep\x00987654\x00" {
+                return pid;
+            }
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no `sleep 987654` process found");
 }

@@ -22,6 +22,7 @@ mod error;
 mod home;
 mod listen;
 mod logging;
+mod login_env;
 mod models;
 mod processor;
 mod rate_limits;

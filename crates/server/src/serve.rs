@@ -128,6 +128,8 @@ pub struct Server {
     pub(crate) sandbox: Arc<tether_exec::Sandbox>,
     /// Sent to each connection right after its `initialize` response.
     pub(crate) config_warnings: Vec<ConfigWarningNotification>,
+    /// What login shells export, for commands run with login semantics.
+    pub(crate) login_env: crate::login_env::LoginEnvironments,
 }
 
 enum Bound {
@@ -190,6 +192,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         catalog: crate::catalog::Catalog::new(&options.home, &options.overrides),
         sandbox,
         config_warnings,
+        login_env: Default::default(),
     });
     tokio::spawn(stop_on_signal(server.shutdown.clone()));
     let stdio_closed = Arc::new(std::sync::OnceLock::new());

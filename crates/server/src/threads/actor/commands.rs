@@ -95,6 +95,26 @@ pub struct CallDone {
     outcome: Result<ExecOutcome, UnifiedExecError>,
 }
 
+/// How a command is started: a login shell runs as `shell -c` in the environment a login
+/// shell exported (captured once), so the profile is not read again for every command.
+struct Launch {
+    shell: String,
+    login: bool,
+    script: String,
+}
+
+impl Launch {
+    async fn resolve(self, server: &crate::Server, mut request: ExecRequest) -> ExecRequest {
+        request.env = if self.login {
+            server.login_env.get(&self.shell).await.as_ref().clone()
+        } else {
+            std::env::vars().collect()
+        };
+        request.argv = tether_exec::shell_argv(&self.shell, false, &self.script);
+        request
+    }
+}
+
 /// Reports a finished call to the actor.
 pub(super) struct Reporter {
     myself: tokio::sync::mpsc::Sender<Command>,
@@ -416,10 +436,19 @@ impl Actor {
         } else {
             self.settings.exec_sandbox()
         };
+        let launch = Launch {
+            shell: command
+                .args
+                .shell
+                .clone()
+                .unwrap_or_else(|| USER_SHELL.to_owned()),
+            login: command.args.login.unwrap_or(true),
+            script: command.args.cmd.clone(),
+        };
         let request = ExecRequest {
-            argv: command.argv,
+            argv: Vec::new(),
             cwd: command.cwd,
-            env: std::env::vars().collect(),
+            env: HashMap::new(),
             tty: command.args.tty,
             yield_time_ms: command.args.yield_time_ms,
             sandbox,
@@ -427,9 +456,11 @@ impl Actor {
             events: Some(self.exec_events()),
         };
         let manager = Arc::clone(&self.commands.manager);
+        let server = Arc::clone(&self.server);
         let done = self.call_done(call_id, EXEC_COMMAND, Some(session_id));
         let max_output_tokens = command.args.max_output_tokens;
         tokio::spawn(async move {
+            let request = launch.resolve(&server, request).await;
             let outcome = manager.exec(request).await;
             done.report(outcome, max_output_tokens).await;
         });
@@ -498,10 +529,15 @@ impl Actor {
                 user_shell: true,
             },
         );
+        let launch = Launch {
+            shell: USER_SHELL.to_owned(),
+            login: true,
+            script: params.command.clone(),
+        };
         let request = ExecRequest {
-            argv,
+            argv: Vec::new(),
             cwd,
-            env: std::env::vars().collect(),
+            env: HashMap::new(),
             tty: false,
             yield_time_ms: Some(tether_exec::MAX_YIELD_TIME_MS),
             sandbox: tether_exec::SandboxPolicy::DangerFullAccess,
@@ -509,6 +545,7 @@ impl Actor {
             events: Some(self.exec_events()),
         };
         let manager = Arc::clone(&self.commands.manager);
+        let server = Arc::clone(&self.server);
         let myself = self.myself.clone();
         let timeout = Duration::from_millis(
             params
@@ -516,6 +553,7 @@ impl Actor {
                 .map_or(SHELL_COMMAND_TIMEOUT_MS, |ms| ms.max(0) as u64),
         );
         tokio::spawn(async move {
+            let request = launch.resolve(&server, request).await;
             if let Err(err) = manager.exec(request).await {
                 // It never started, so no exit will be reported: report one.
                 let failed = ExecEvent::Exited {
