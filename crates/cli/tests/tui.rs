@@ -207,3 +207,75 @@ async fn tui_resumes_a_thread_after_a_tether_restart() {
     assert_eq!(code, 0, "{screen}");
     assert_eq!(resume_hint_thread(&screen), thread_id);
 }
+
+/// The model asks to run `touch target` outside the sandbox; once the call's output comes back
+/// it answers `Created it`. Title requests (with an output schema) get an echo.
+fn approval_script(body: &Value, target: &Path) -> Script {
+    let answered = body["input"].as_array().is_some_and(|input| {
+        input
+            .iter()
+            .any(|item| item["type"] == "function_call_output" && item["call_id"] == "call-y")
+    });
+    let wants_file = last_user_text(body).is_some_and(|text| text.contains("please create a file"));
+    if answered {
+        return Script::Stream(message_response("r-done", &["Created it"]));
+    }
+    if !wants_file || body["text"]["format"].is_object() {
+        return echo(body);
+    }
+    let arguments = json!({
+        "cmd": format!("touch {}", target.display()),
+        "sandbox_permissions": "require_escalated",
+        "justification": "Create a marker file for the test?",
+    })
+    .to_string();
+    Script::Stream(vec![
+        Step::Event(json!({"type": "response.created", "response": {"id": "r-call"}})),
+        Step::Event(
+            json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc-y", "call_id": "call-y", "name": "exec_command", "arguments": arguments}}),
+        ),
+        tether_testkit::completed("r-call"),
+    ])
+}
+
+#[tokio::test]
+async fn tui_approves_a_command_with_y_and_its_output_reaches_the_model() {
+    let setup = setup().await;
+    // The thread runs in tether's cwd (the TUI sends none): the file goes to a temp dir.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("tool-made-this.txt");
+    let script_target = target.clone();
+    setup
+        .upstream
+        .respond_with(move |body| approval_script(body, &script_target));
+    let config = codex_config(&setup.upstream.base_url()).replace(
+        "approval_policy = \"never\"",
+        "approval_policy = \"on-request\"",
+    );
+    std::fs::write(setup.home.path().join("config.toml"), config).unwrap();
+    let tether = start_tether(setup.home.path(), "ws://127.0.0.1:0").await;
+    let mut tui = Tui::start(&setup.clients, &["--remote", &remote(&tether, "ws://")]);
+    wait_ready(&mut tui).await;
+    tui.submit("please create a file", WAIT).await.unwrap();
+    tui.wait_for_text("Would you like to run the following command?", WAIT)
+        .await
+        .unwrap();
+    tui.send_keys("y");
+    tui.wait_for_text("Created it", WAIT).await.unwrap();
+    assert!(target.exists(), "the approved command ran");
+    let output = setup
+        .upstream
+        .requests()
+        .iter()
+        .flat_map(|request| {
+            request.body["input"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|item| item["type"] == "function_call_output" && item["call_id"] == "call-y")
+        .expect("the output went to the model");
+    let text = output["output"].as_str().unwrap();
+    assert!(text.contains("Process exited with code 0"), "{text}");
+    quit(&mut tui).await;
+}

@@ -500,6 +500,15 @@ pub struct TurnStartParams {
     /// JSON Schema the final answer must follow (`text.format` upstream).
     #[serde(default)]
     pub output_schema: Option<Value>,
+    /// When to ask, for this turn and later ones.
+    #[serde(default)]
+    pub approval_policy: Option<crate::AskForApproval>,
+    /// The sandbox, for this turn and later ones.
+    #[serde(default)]
+    pub sandbox_policy: Option<crate::SandboxPolicy>,
+    /// The working directory, for this turn and later ones.
+    #[serde(default)]
+    pub cwd: Option<String>,
 }
 
 /// `turn/interrupt` params.

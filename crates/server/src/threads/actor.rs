@@ -881,8 +881,13 @@ impl Actor {
         if let Some(error) = self.not_steerable() {
             return reply.error(error).await;
         }
-        if let Some(model) = params.model.clone() {
-            self.settings.model = model;
+        self.settings.update_for_turn(&params);
+        if let Some(cwd) = params
+            .cwd
+            .clone()
+            .filter(|cwd| std::path::Path::new(cwd).is_absolute())
+        {
+            self.thread.cwd = cwd;
         }
         let steering = self.active.is_some();
         let active = self.open_turn(&trace);

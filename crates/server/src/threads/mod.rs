@@ -74,6 +74,23 @@ impl Settings {
         self.sandbox = sandbox.or(self.sandbox);
     }
 
+    /// What a `turn/start` changes for this turn and later ones.
+    fn update_for_turn(&mut self, params: &tether_protocol::TurnStartParams) {
+        if let Some(model) = &params.model {
+            self.model = model.clone();
+        }
+        if let Some(policy) = &params.approval_policy {
+            self.approval_policy = Some(policy.clone());
+        }
+        // An external sandbox keeps tether's own: commands are never left unsandboxed by it.
+        self.sandbox = match &params.sandbox_policy {
+            Some(SandboxPolicy::ReadOnly { .. }) => Some(SandboxMode::ReadOnly),
+            Some(SandboxPolicy::WorkspaceWrite { .. }) => Some(SandboxMode::WorkspaceWrite),
+            Some(SandboxPolicy::DangerFullAccess) => Some(SandboxMode::DangerFullAccess),
+            Some(SandboxPolicy::ExternalSandbox { .. }) | None => self.sandbox,
+        };
+    }
+
     /// When commands ask first; on-request unless the thread says otherwise.
     fn approval_policy(&self) -> AskForApproval {
         self.approval_policy

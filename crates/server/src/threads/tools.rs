@@ -267,17 +267,21 @@ pub(crate) fn rejected(reason: &str) -> String {
     format!("exec_command failed: CreateProcess {{ message: \"Rejected(\\\"{reason}\\\")\" }}")
 }
 
-/// The decisions offered with a command approval request.
-pub(crate) fn available_decisions(argv: &[String]) -> Vec<CommandExecutionApprovalDecision> {
+/// The decisions offered with a command approval request, as codex offers them (a client may
+/// still answer `acceptForSession` or `decline`).
+pub(crate) fn available_decisions(amendment: &[String]) -> Vec<CommandExecutionApprovalDecision> {
     vec![
         CommandExecutionApprovalDecision::Accept,
-        CommandExecutionApprovalDecision::AcceptForSession,
         CommandExecutionApprovalDecision::AcceptWithExecpolicyAmendment {
-            execpolicy_amendment: argv.to_vec(),
+            execpolicy_amendment: amendment.to_vec(),
         },
-        CommandExecutionApprovalDecision::Decline,
         CommandExecutionApprovalDecision::Cancel,
     ]
+}
+
+/// The rule an approval could add: the words of the command the model wrote.
+pub(crate) fn proposed_amendment(cmd: &str) -> Vec<String> {
+    shlex::split(cmd).unwrap_or_else(|| vec![cmd.to_owned()])
 }
 
 /// The exec crate's command summary on the wire.

@@ -302,6 +302,7 @@ impl Actor {
         else {
             return;
         };
+        let amendment = tools::proposed_amendment(&command.args.cmd);
         let params = CommandExecutionRequestApprovalParams {
             kind: CommandExecutionApprovalKind::Command,
             thread_id: self.thread.id.clone(),
@@ -313,8 +314,8 @@ impl Actor {
             command: Some(rendered.clone()),
             cwd: Some(cwd.clone()),
             command_actions: Some(command_actions.clone()),
-            proposed_execpolicy_amendment: Some(command.argv.clone()),
-            available_decisions: Some(tools::available_decisions(&command.argv)),
+            proposed_execpolicy_amendment: Some(amendment.clone()),
+            available_decisions: Some(tools::available_decisions(&amendment)),
         };
         let (request_id, answer) = self.server.requests.register(self.subscriber_ids());
         let request =
