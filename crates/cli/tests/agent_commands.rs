@@ -750,3 +750,95 @@ async fn a_shell_command_runs_unsandboxed_in_a_turn_of_its_own_and_the_next_turn
         "{shell_message}"
     );
 }
+
+#[tokio::test]
+async fn long_output_reaches_the_model_cut_to_head_and_tail_with_codexs_marker() {
+    let setup = setup("").await;
+    setup.upstream.push(exec(
+        "r1",
+        "call_1",
+        json!({"cmd": "seq 1 30000", "max_output_tokens": 200}),
+    ));
+    setup.upstream.push(answer("r2"));
+    let mut client = setup.process.ws().await;
+    let thread_id = start(&mut client, &setup, json!({})).await;
+    let messages = run_turn(&mut client, &thread_id, "count").await;
+    let output = exec_output(&output_sent(&setup.upstream, 1, "call_1"), 0);
+    assert!(
+        output.starts_with("Warning: truncated output (original token count: "),
+        "{output}"
+    );
+    assert!(
+        output.contains("\nTotal output lines: 30000\n\n1\n2\n3\n"),
+        "{output}"
+    );
+    assert!(output.contains(" tokens truncated…"), "{output}");
+    assert!(output.trim_end().ends_with("29999\n30000"), "{output}");
+    assert!(
+        output.len() < 2_000,
+        "about 200 tokens: {} bytes",
+        output.len()
+    );
+    // The client still gets everything.
+    let done = items(&messages, "item/completed");
+    let aggregated = done[0]["aggregatedOutput"].as_str().unwrap();
+    assert_eq!(aggregated.lines().count(), 30_000);
+}
+
+#[tokio::test]
+async fn background_terminals_list_the_running_session_and_terminate_it() {
+    let setup = setup("").await;
+    setup.upstream.push(exec(
+        "r1",
+        "call_1",
+        json!({"cmd": "sleep 876543", "tty": true, "yield_time_ms": 250}),
+    ));
+    setup.upstream.push(answer("r2"));
+    let mut client = setup.process.ws().await;
+    let thread_id = start(&mut client, &setup, json!({"sandbox": "workspace-write"})).await;
+    let messages = run_turn(&mut client, &thread_id, "start it").await;
+    let started = items(&messages, "item/started");
+    let process_id = started[0]["processId"].as_str().unwrap().to_owned();
+    assert!(
+        items(&messages, "item/completed").is_empty(),
+        "still running after its turn"
+    );
+    let listed = client
+        .call(
+            "list",
+            "thread/backgroundTerminals/list",
+            json!({"threadId": thread_id}),
+        )
+        .await;
+    let data = listed["result"]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{listed}");
+    assert_eq!(data[0]["processId"], process_id.as_str());
+    assert_eq!(data[0]["itemId"], "call_1");
+    client.request(
+        "kill",
+        "thread/backgroundTerminals/terminate",
+        json!({"threadId": thread_id, "processId": process_id}),
+    );
+    let mut terminated = None;
+    let mut completed = None;
+    while terminated.is_none() || completed.is_none() {
+        let message = client.recv().await;
+        if message["id"] == "kill" {
+            terminated = Some(message["result"]["terminated"].clone());
+        } else if message["method"] == "item/completed" {
+            completed = Some(message["params"]["item"].clone());
+        }
+    }
+    assert_eq!(terminated, Some(json!(true)));
+    let item = completed.unwrap();
+    assert_eq!(item["id"], "call_1");
+    assert_eq!(item["status"], "failed");
+    let listed = client
+        .call(
+            "list2",
+            "thread/backgroundTerminals/list",
+            json!({"threadId": thread_id}),
+        )
+        .await;
+    assert_eq!(listed["result"]["data"], json!([]));
+}
