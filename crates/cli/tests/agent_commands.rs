@@ -842,3 +842,40 @@ async fn background_terminals_list_the_running_session_and_terminate_it() {
         .await;
     assert_eq!(listed["result"]["data"], json!([]));
 }
+
+#[tokio::test]
+async fn a_turn_that_changes_the_settings_announces_them_before_its_response() {
+    let setup = setup("").await;
+    setup.upstream.push(answer("r1"));
+    setup.upstream.push(answer("r2"));
+    let mut client = setup.process.ws().await;
+    let thread_id = start(&mut client, &setup, json!({"sandbox": "read-only"})).await;
+    let cwd = setup.workspace.path().display().to_string();
+    client.request(
+        "t1",
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("hi"), "approvalPolicy": "never",
+               "sandboxPolicy": {"type": "workspaceWrite"}, "cwd": cwd}),
+    );
+    let updated = client.recv().await;
+    assert_eq!(updated["method"], "thread/settings/updated", "{updated}");
+    let settings = &updated["params"]["threadSettings"];
+    assert_eq!(settings["approvalPolicy"], "never");
+    assert_eq!(settings["sandboxPolicy"]["type"], "workspaceWrite");
+    assert_eq!(settings["cwd"], cwd.as_str());
+    assert_eq!(client.recv().await["id"], "t1");
+    client.recv_until("turn/completed").await;
+    // The same settings again change nothing, so nothing is announced.
+    client.request(
+        "t2",
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("again"), "approvalPolicy": "never"}),
+    );
+    assert_eq!(client.recv().await["id"], "t2");
+    let rest = client.recv_until("turn/completed").await;
+    assert!(
+        !rest
+            .iter()
+            .any(|m| m["method"] == "thread/settings/updated")
+    );
+}

@@ -103,11 +103,12 @@ pub use thread_ops::{
     TurnSteerResponse,
 };
 pub use tools::{
-    CommandAction, CommandExecutionApprovalDecision, CommandExecutionApprovalKind,
-    CommandExecutionOutputDeltaNotification, CommandExecutionRequestApprovalParams,
-    CommandExecutionRequestApprovalResponse, CommandExecutionSource, CommandExecutionStatus,
-    TerminalInteractionNotification, ThreadBackgroundTerminalsCleanParams,
-    ThreadBackgroundTerminalsCleanResponse, ThreadBackgroundTerminalsTerminateParams,
-    ThreadBackgroundTerminalsTerminateResponse, ThreadShellCommandParams, TurnPlanStep,
+    CollaborationMode, CollaborationModeSettings, CommandAction, CommandExecutionApprovalDecision,
+    CommandExecutionApprovalKind, CommandExecutionOutputDeltaNotification,
+    CommandExecutionRequestApprovalParams, CommandExecutionRequestApprovalResponse,
+    CommandExecutionSource, CommandExecutionStatus, TerminalInteractionNotification,
+    ThreadBackgroundTerminalsCleanParams, ThreadBackgroundTerminalsCleanResponse,
+    ThreadBackgroundTerminalsTerminateParams, ThreadBackgroundTerminalsTerminateResponse,
+    ThreadSettings, ThreadSettingsUpdatedNotification, ThreadShellCommandParams, TurnPlanStep,
     TurnPlanStepStatus, TurnPlanUpdatedNotification,
 };

@@ -9,7 +9,8 @@ use crate::{
     CommandExecutionOutputDeltaNotification, ConfigWarningNotification,
     TerminalInteractionNotification, ThreadArchivedNotification, ThreadDeletedNotification,
     ThreadNameUpdatedNotification, ThreadReadStateChangedNotification,
-    ThreadUnarchivedNotification, TurnPlanUpdatedNotification, WarningNotification,
+    ThreadSettingsUpdatedNotification, ThreadUnarchivedNotification, TurnPlanUpdatedNotification,
+    WarningNotification,
 };
 use crate::{Thread, ThreadGoal, ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError};
 
@@ -228,4 +229,5 @@ server_notifications! {
     CommandExecutionOutputDeltaNotification => "item/commandExecution/outputDelta";
     TerminalInteractionNotification => "item/commandExecution/terminalInteraction";
     TurnPlanUpdatedNotification => "turn/plan/updated";
+    ThreadSettingsUpdatedNotification => "thread/settings/updated";
 }

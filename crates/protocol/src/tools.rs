@@ -216,3 +216,43 @@ pub struct ThreadShellCommandParams {
     #[serde(default)]
     pub timeout_ms: Option<i64>,
 }
+
+/// A thread's collaboration mode (`default` unless a client picked another).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[allow(missing_docs)]
+pub struct CollaborationMode {
+    pub mode: String,
+    pub settings: CollaborationModeSettings,
+}
+
+/// The settings of a collaboration mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[allow(missing_docs)]
+pub struct CollaborationModeSettings {
+    pub model: String,
+    pub reasoning_effort: Option<String>,
+    pub developer_instructions: Option<String>,
+}
+
+/// What future turns of a thread run with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ThreadSettings {
+    pub model: String,
+    pub model_provider: String,
+    pub cwd: String,
+    pub approval_policy: crate::AskForApproval,
+    pub approvals_reviewer: crate::ApprovalsReviewer,
+    pub sandbox_policy: crate::SandboxPolicy,
+    pub collaboration_mode: CollaborationMode,
+}
+
+/// `thread/settings/updated` params: a `turn/start` changed what future turns run with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ThreadSettingsUpdatedNotification {
+    pub thread_id: String,
+    pub thread_settings: ThreadSettings,
+}

@@ -27,8 +27,9 @@ use tether_protocol::{
     ThreadGoalUpdatedNotification, ThreadItem, ThreadItemsListParams,
     ThreadNameUpdatedNotification, ThreadReadResponse, ThreadReadState,
     ThreadReadStateChangedNotification, ThreadReadStateOperation, ThreadReadStateUpdateParams,
-    ThreadReadStateUpdateResponse, ThreadResponse, ThreadRevertResponse, ThreadShellCommandParams,
-    ThreadStartedNotification, ThreadStatus, ThreadStatusChangedNotification, ThreadTokenUsage,
+    ThreadReadStateUpdateResponse, ThreadResponse, ThreadRevertResponse,
+    ThreadSettingsUpdatedNotification, ThreadShellCommandParams, ThreadStartedNotification,
+    ThreadStatus, ThreadStatusChangedNotification, ThreadTokenUsage,
     ThreadTokenUsageUpdatedNotification, ThreadTurnsListParams, ThreadUnreadPosition,
     ThreadUnsubscribeResponse, ThreadUnsubscribeStatus, TokenUsageBreakdown, Turn,
     TurnCompletedNotification, TurnError, TurnStartParams, TurnStartResponse,
@@ -881,6 +882,7 @@ impl Actor {
         if let Some(error) = self.not_steerable() {
             return reply.error(error).await;
         }
+        let before = self.settings.wire(&self.thread);
         self.settings.update_for_turn(&params);
         if let Some(cwd) = params
             .cwd
@@ -888,6 +890,14 @@ impl Actor {
             .filter(|cwd| std::path::Path::new(cwd).is_absolute())
         {
             self.thread.cwd = cwd;
+        }
+        let after = self.settings.wire(&self.thread);
+        if after != before {
+            let params = ThreadSettingsUpdatedNotification {
+                thread_id: self.thread.id.clone(),
+                thread_settings: after,
+            };
+            self.notify_subscribers(&params).await;
         }
         let steering = self.active.is_some();
         let active = self.open_turn(&trace);

@@ -91,6 +91,26 @@ impl Settings {
         };
     }
 
+    /// The settings as `thread/settings/updated` shows them.
+    fn wire(&self, thread: &tether_protocol::Thread) -> tether_protocol::ThreadSettings {
+        tether_protocol::ThreadSettings {
+            model: self.model.clone(),
+            model_provider: thread.model_provider.clone(),
+            cwd: thread.cwd.clone(),
+            approval_policy: self.approval_policy(),
+            approvals_reviewer: self.approvals_reviewer.unwrap_or(ApprovalsReviewer::User),
+            sandbox_policy: self.sandbox_policy(),
+            collaboration_mode: tether_protocol::CollaborationMode {
+                mode: "default".to_owned(),
+                settings: tether_protocol::CollaborationModeSettings {
+                    model: self.model.clone(),
+                    reasoning_effort: None,
+                    developer_instructions: None,
+                },
+            },
+        }
+    }
+
     /// When commands ask first; on-request unless the thread says otherwise.
     fn approval_policy(&self) -> AskForApproval {
         self.approval_policy
