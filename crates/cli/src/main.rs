@@ -201,6 +201,15 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    // The sandbox runs this binary again inside bubblewrap to apply seccomp and exec the
+    // command; that hidden entry point never reaches the argument parser.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|first| first == tether_exec::SANDBOX_EXEC_SUBCOMMAND)
+    {
+        tether_exec::sandbox_exec_main(args);
+    }
     let cli = Cli::parse();
     let home = Home::resolve(cli.home);
     let overrides = match ConfigOverrides::parse(&cli.config_overrides) {
@@ -281,6 +290,7 @@ fn serve(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
         },
         ws_auth,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        sandbox_helper: std::env::current_exe()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use tether_protocol::{
-    ClientRequest, InitializeParams, InitializeResponse, Method, RequestId, Route, Serialization,
+    ClientRequest, InitializeParams, InitializeResponse, Method, Outgoing, RequestId, Route, Serialization,
     Transports, methods,
 };
 use tracing::Instrument as _;
@@ -319,6 +319,9 @@ async fn initialize(ctx: Ctx, params: InitializeParams, reply: Reply<methods::In
     // The response is queued before the connection counts as initialized, so no broadcast can
     // overtake it. Requests of this connection wait for this one: nothing sees the gap.
     reply.ok(response).await;
+    for warning in &ctx.server.config_warnings {
+        connection.send(Outgoing::notify(warning)).await;
+    }
     connection.initialize(session);
     tracing::info!(connection = connection.id(), client = %name, "initialized");
 }

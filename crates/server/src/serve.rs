@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::connection::{CloseReason, Origin, Registry};
 use crate::transport::auth::WsAuth;
 use crate::transport::{stdio, websocket};
+use tether_protocol::ConfigWarningNotification;
 use tether_state::StateDb;
 
 use crate::device_keys::device_keys;
@@ -89,6 +90,8 @@ pub struct ServeOptions {
     pub ws_auth: WsAuthFlags,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// The binary that answers `__sandbox-exec` inside the sandbox (the running `tether`).
+    pub sandbox_helper: std::path::PathBuf,
 }
 
 /// Why the server could not start, or stopped for a reason other than being told to.
@@ -121,12 +124,32 @@ pub struct Server {
     pub(crate) shutdown: CancellationToken,
     pub(crate) limits: Limits,
     pub(crate) catalog: crate::catalog::Catalog,
+    /// Wraps agent commands in bubblewrap; probed once at startup.
+    pub(crate) sandbox: Arc<tether_exec::Sandbox>,
+    /// Sent to each connection right after its `initialize` response.
+    pub(crate) config_warnings: Vec<ConfigWarningNotification>,
 }
 
 enum Bound {
     Stdio,
     Tcp(TcpListener, Arc<WsAuth>),
     Unix(UnixListener, PathBuf),
+}
+
+/// A `configWarning` when the sandbox cannot be set up: commands that need it will be refused
+/// (never run unsandboxed), and the summary says why and how to fix it.
+fn sandbox_warning(sandbox: &tether_exec::Sandbox) -> Option<ConfigWarningNotification> {
+    let err = sandbox.probe().err()?;
+    tracing::error!("the sandbox is unavailable: {err}");
+    Some(ConfigWarningNotification {
+        summary: err.to_string(),
+        details: Some(
+            "Sandboxed commands are refused until this is fixed; danger-full-access still runs commands."
+                .to_owned(),
+        ),
+        path: None,
+        range: None,
+    })
 }
 
 /// Runs the server until it is told to stop, then shuts down gracefully.
@@ -148,6 +171,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     for address in dedup(&options.listen) {
         bound.push(bind(&address, &options.home, &auth).await?);
     }
+    let sandbox = Arc::new(tether_exec::Sandbox::new(&options.sandbox_helper));
+    let config_warnings = sandbox_warning(&sandbox).into_iter().collect();
     let server = Arc::new(Server {
         registry: Registry::default(),
         device_keys,
@@ -159,6 +184,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         shutdown: CancellationToken::new(),
         limits: options.limits,
         catalog: crate::catalog::Catalog::new(&options.home, &options.overrides),
+        sandbox,
+        config_warnings,
     });
     tokio::spawn(stop_on_signal(server.shutdown.clone()));
     let stdio_closed = Arc::new(std::sync::OnceLock::new());
