@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::table::server_notifications;
 use crate::{
-    AccountRateLimitsUpdatedNotification, AccountUpdatedNotification, ConfigWarningNotification,
-    ThreadArchivedNotification, ThreadDeletedNotification, ThreadNameUpdatedNotification,
-    ThreadReadStateChangedNotification, ThreadUnarchivedNotification, WarningNotification,
+    AccountRateLimitsUpdatedNotification, AccountUpdatedNotification,
+    CommandExecOutputDeltaNotification, ConfigWarningNotification, ThreadArchivedNotification,
+    ThreadDeletedNotification, ThreadNameUpdatedNotification, ThreadReadStateChangedNotification,
+    ThreadUnarchivedNotification, WarningNotification,
 };
 use crate::{Thread, ThreadGoal, ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn, TurnError};
 
@@ -223,4 +224,5 @@ server_notifications! {
     AccountRateLimitsUpdatedNotification => "account/rateLimits/updated";
     WarningNotification => "warning";
     ConfigWarningNotification => "configWarning";
+    CommandExecOutputDeltaNotification => "command/exec/outputDelta";
 }

@@ -128,6 +128,8 @@ pub struct Server {
     pub(crate) sandbox: Arc<tether_exec::Sandbox>,
     /// Sent to each connection right after its `initialize` response.
     pub(crate) config_warnings: Vec<ConfigWarningNotification>,
+    /// The running `command/exec` processes, by connection.
+    pub(crate) command_execs: crate::command_exec::Processes,
 }
 
 enum Bound {
@@ -186,6 +188,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         catalog: crate::catalog::Catalog::new(&options.home, &options.overrides),
         sandbox,
         config_warnings,
+        command_execs: Default::default(),
     });
     tokio::spawn(stop_on_signal(server.shutdown.clone()));
     let stdio_closed = Arc::new(std::sync::OnceLock::new());
