@@ -119,8 +119,8 @@ pub struct CommandExec {
     stdin_streamed: bool,
     stdin_open: AtomicBool,
     timed_out: Arc<AtomicBool>,
-    /// The task reading the output streams.
-    readers: Option<JoinHandle<()>>,
+    /// The task reading the output streams, until [`CommandExec::wait`] takes it.
+    readers: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Collected stdout and stderr (filled by the readers while they run).
     collected: [Arc<std::sync::Mutex<Vec<u8>>>; 2],
 }
@@ -212,7 +212,7 @@ impl CommandExec {
             stdin_streamed,
             stdin_open: AtomicBool::new(stdin_streamed),
             timed_out,
-            readers: Some(readers),
+            readers: std::sync::Mutex::new(Some(readers)),
             collected,
         })
     }
@@ -276,8 +276,10 @@ impl CommandExec {
     }
 
     /// Waits for the exit and the remaining output (at most 2 s after the exit), then
-    /// kills anything the command left running in its session.
-    pub async fn wait(mut self) -> CommandExecResult {
+    /// kills anything the command left running in its session. Takes `&self` so that
+    /// stdin, resize and terminate stay usable while it waits; the output is collected
+    /// once, so only the first call returns it.
+    pub async fn wait(&self) -> CommandExecResult {
         let mut exit = self.exit.clone();
         let code = exit
             .wait_for(Option::is_some)
@@ -287,7 +289,12 @@ impl CommandExec {
             .unwrap_or(-1);
         // A leftover child may hold the streams open: keep what arrived within the drain
         // time and stop reading.
-        if let Some(mut readers) = self.readers.take()
+        let readers = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut readers) = readers
             && tokio::time::timeout(IO_DRAIN_TIMEOUT, &mut readers)
                 .await
                 .is_err()

@@ -10,6 +10,8 @@ pub mod error_codes {
     pub const INVALID_REQUEST: i64 = -32600;
     /// A known method on a path that is not supported.
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Params that decode but do not fit together (some `command/exec` checks).
+    pub const INVALID_PARAMS: i64 = -32602;
     /// The server failed.
     pub const INTERNAL_ERROR: i64 = -32603;
     /// The connection's inbound queue is full; retry with backoff.
@@ -61,6 +63,15 @@ impl ErrorObject {
     pub fn internal(message: impl Into<String>) -> ErrorObject {
         ErrorObject {
             code: error_codes::INTERNAL_ERROR,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// `-32602` with `message`.
+    pub fn invalid_params(message: impl Into<String>) -> ErrorObject {
+        ErrorObject {
+            code: error_codes::INVALID_PARAMS,
             message: message.into(),
             data: None,
         }

@@ -13,6 +13,7 @@ pub const CODEX_PROTOCOL_VERSION: &str = "0.169.0";
 
 mod account;
 mod client_asks;
+mod command_exec;
 mod config;
 mod envelope;
 mod goal;
@@ -39,6 +40,11 @@ pub use account::{
 pub use client_asks::{
     AttestationGenerateParams, AttestationGenerateResponse, DynamicToolCallOutputContentItem,
     DynamicToolCallParams, DynamicToolCallResponse, SERVER_REQUESTS, server_requests,
+};
+pub use command_exec::{
+    CommandExecOutputDeltaNotification, CommandExecOutputStream, CommandExecParams,
+    CommandExecResizeParams, CommandExecResponse, CommandExecTerminalSize,
+    CommandExecTerminateParams, CommandExecWriteParams,
 };
 pub use config::{
     ConfigBatchWriteParams, ConfigEdit, ConfigLayer, ConfigLayerMetadata, ConfigLayerSource,

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::table::server_notifications;
 use crate::{
     AccountRateLimitsUpdatedNotification, AccountUpdatedNotification,
-    CommandExecutionOutputDeltaNotification, ConfigWarningNotification,
-    TerminalInteractionNotification, ThreadArchivedNotification, ThreadDeletedNotification,
-    ThreadNameUpdatedNotification, ThreadReadStateChangedNotification,
+    CommandExecOutputDeltaNotification, CommandExecutionOutputDeltaNotification,
+    ConfigWarningNotification, TerminalInteractionNotification, ThreadArchivedNotification,
+    ThreadDeletedNotification, ThreadNameUpdatedNotification, ThreadReadStateChangedNotification,
     ThreadSettingsUpdatedNotification, ThreadUnarchivedNotification, TurnPlanUpdatedNotification,
     WarningNotification,
 };
@@ -230,4 +230,5 @@ server_notifications! {
     TerminalInteractionNotification => "item/commandExecution/terminalInteraction";
     TurnPlanUpdatedNotification => "turn/plan/updated";
     ThreadSettingsUpdatedNotification => "thread/settings/updated";
+    CommandExecOutputDeltaNotification => "command/exec/outputDelta";
 }

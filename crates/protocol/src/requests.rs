@@ -87,6 +87,16 @@ client_requests! {
     AccountLogout => "account/logout" (EmptyParams) -> LogoutAccountResponse, Route::Global, InOrder;
     /// The rate limits last reported by the upstream.
     AccountRateLimitsRead => "account/rateLimits/read" (Option<GetAccountRateLimitsParams>) -> GetAccountRateLimitsResponse, Route::Global, InOrder;
+    /// Run a standalone command in the sandbox. Started in order with the connection's other
+    /// requests (so the follow-ups that come after it find the process), answered when the
+    /// process exits, on a task of its own: a long command holds up nothing behind it.
+    CommandExec => "command/exec" (CommandExecParams) -> CommandExecResponse, Route::Global, InOrder;
+    /// Write to (or close) a running command's stdin.
+    CommandExecWrite => "command/exec/write" (CommandExecWriteParams) -> EmptyResponse, Route::Global, InOrder;
+    /// Kill a running command.
+    CommandExecTerminate => "command/exec/terminate" (CommandExecTerminateParams) -> EmptyResponse, Route::Global, InOrder;
+    /// Resize a running command's pty.
+    CommandExecResize => "command/exec/resize" (CommandExecResizeParams) -> EmptyResponse, Route::Global, InOrder;
     /// The effective configuration and its layers.
     ConfigRead => "config/read" (ConfigReadParams) -> ConfigReadResponse, Route::Global, InOrder;
     /// Write one config value.

@@ -245,6 +245,11 @@ impl Connection {
     /// Never waits for the client. False when it could not be queued (the connection is closing,
     /// or is closed now because its client stopped reading).
     pub async fn send(&self, message: Outgoing) -> bool {
+        self.send_now(message)
+    }
+
+    /// [`Connection::send`] for callers that cannot await (a process's output callback).
+    pub fn send_now(&self, message: Outgoing) -> bool {
         self.queue(&Frame::new(&message))
     }
 

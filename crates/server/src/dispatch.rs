@@ -51,6 +51,7 @@ pub async fn request(
         trace,
     };
     use crate::catalog;
+    use crate::command_exec;
     use crate::threads;
     use ClientRequest as R;
     match request {
@@ -175,6 +176,25 @@ pub async fn request(
         }
         R::AccountRateLimitsRead(p) => {
             answer::<methods::AccountRateLimitsRead, _, _>(ctx, p, responder, catalog::rate_limits)
+                .await
+        }
+        R::CommandExec(p) => {
+            defer::<methods::CommandExec>(ctx, p, responder, command_exec::start).await
+        }
+        R::CommandExecWrite(p) => {
+            answer::<methods::CommandExecWrite, _, _>(ctx, p, responder, command_exec::write).await
+        }
+        R::CommandExecTerminate(p) => {
+            answer::<methods::CommandExecTerminate, _, _>(
+                ctx,
+                p,
+                responder,
+                command_exec::terminate,
+            )
+            .await
+        }
+        R::CommandExecResize(p) => {
+            answer::<methods::CommandExecResize, _, _>(ctx, p, responder, command_exec::resize)
                 .await
         }
         R::ConfigRead(p) => {

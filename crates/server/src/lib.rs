@@ -13,6 +13,7 @@ mod account;
 mod attestation;
 mod catalog;
 mod client_catalog;
+mod command_exec;
 mod config;
 mod config_rpc;
 mod connection;

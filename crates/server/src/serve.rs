@@ -130,6 +130,8 @@ pub struct Server {
     pub(crate) config_warnings: Vec<ConfigWarningNotification>,
     /// What login shells export, for commands run with login semantics.
     pub(crate) login_env: crate::login_env::LoginEnvironments,
+    /// The running `command/exec` processes, by connection.
+    pub(crate) command_execs: crate::command_exec::Processes,
 }
 
 enum Bound {
@@ -193,6 +195,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         sandbox,
         config_warnings,
         login_env: Default::default(),
+        command_execs: Default::default(),
     });
     tokio::spawn(stop_on_signal(server.shutdown.clone()));
     let stdio_closed = Arc::new(std::sync::OnceLock::new());
