@@ -59,10 +59,17 @@ fn which(name: &str) -> bool {
         .any(|dir| dir.join(name).is_file())
 }
 
-/// A directory outside `/tmp` (the sandbox keeps `/tmp` writable).
+/// A directory outside `/tmp` and `$TMPDIR` (the sandbox keeps both writable), so a write
+/// there shows whether the sandbox let it through.
 fn workspace_parent() -> PathBuf {
-    let parent = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let parent = PathBuf::from("/var/tmp/tether-agent-tests");
     std::fs::create_dir_all(&parent).unwrap();
+    let tmpdir = std::env::var_os("TMPDIR").map(PathBuf::from);
+    assert!(
+        !tmpdir.is_some_and(|tmpdir| parent.starts_with(tmpdir)),
+        "TMPDIR must not contain {}",
+        parent.display()
+    );
     parent
 }
 
