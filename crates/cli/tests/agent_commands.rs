@@ -886,3 +886,43 @@ async fn a_turn_that_changes_the_settings_announces_them_before_its_response() {
             .any(|m| m["method"] == "thread/settings/updated")
     );
 }
+
+#[tokio::test]
+async fn config_approval_policy_and_sandbox_mode_are_the_defaults_of_new_threads() {
+    let setup = setup("approval_policy = \"never\"\nsandbox_mode = \"workspace-write\"").await;
+    setup.upstream.push(exec(
+        "r1",
+        "call_1",
+        json!({"cmd": "touch made.txt", "sandbox_permissions": "require_escalated"}),
+    ));
+    setup.upstream.push(answer("r2"));
+    let mut client = setup.process.ws().await;
+    client.initialize("defaults", Value::Null).await;
+    let started = client
+        .call(
+            "start",
+            "thread/start",
+            json!({"cwd": setup.workspace.path().display().to_string()}),
+        )
+        .await;
+    assert_eq!(started["result"]["approvalPolicy"], "never");
+    assert_eq!(started["result"]["sandbox"]["type"], "workspaceWrite");
+    let thread_id = started["result"]["thread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(client.recv().await["method"], "thread/started");
+    let messages = run_turn(&mut client, &thread_id, "try").await;
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m["method"] == "item/commandExecution/requestApproval"),
+        "never asks"
+    );
+    let output = output_sent(&setup.upstream, 1, "call_1");
+    assert!(
+        output.starts_with("exec_command failed: CreateProcess"),
+        "{output}"
+    );
+    assert!(!setup.workspace.path().join("made.txt").exists());
+}

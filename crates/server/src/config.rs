@@ -24,6 +24,10 @@ pub struct Config {
     /// `[otel]`: span export.
     #[serde(default)]
     pub otel: OtelConfig,
+    /// When new threads' commands ask first, unless the client says (default on-request).
+    pub approval_policy: Option<tether_protocol::AskForApproval>,
+    /// The sandbox of new threads' commands, unless the client says (default read-only).
+    pub sandbox_mode: Option<tether_protocol::SandboxMode>,
     /// `[features]`: switches of codex features tether implements.
     #[serde(default)]
     pub features: FeaturesConfig,

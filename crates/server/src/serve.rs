@@ -165,11 +165,21 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         std::env::var(name).ok()
     });
     let unload_delay = Duration::from_secs(options.config.thread_unload_delay_secs.unwrap_or(60));
-    let tools = crate::threads::tools::ToolSwitches {
-        shell_tool: options.config.features.shell_tool.unwrap_or(true),
-        update_plan: options.config.tools.update_plan.enabled,
+    let defaults = crate::threads::tools::ThreadDefaults {
+        tools: crate::threads::tools::ToolSwitches {
+            shell_tool: options.config.features.shell_tool.unwrap_or(true),
+            update_plan: options.config.tools.update_plan.enabled,
+        },
+        approval_policy: options.config.approval_policy.clone(),
+        sandbox: options.config.sandbox_mode,
     };
-    let threads = Threads::new(state, options.home.clone(), providers, unload_delay, tools);
+    let threads = Threads::new(
+        state,
+        options.home.clone(),
+        providers,
+        unload_delay,
+        defaults,
+    );
     let home_dir = std::path::absolute(options.home.dir())
         .unwrap_or_else(|_| options.home.dir().to_owned())
         .display()

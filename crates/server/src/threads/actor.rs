@@ -1037,7 +1037,7 @@ impl Actor {
     async fn sample(&mut self) {
         self.generations += 1;
         let generation = self.generations;
-        let mut tools = self.threads().tools.declarations();
+        let mut tools = self.threads().defaults.tools.declarations();
         tools.extend(self.settings.dynamic_tools.iter().map(model_tool));
         let text = self
             .active
@@ -1517,7 +1517,7 @@ impl Actor {
                     || self.settings.dynamic_tools.iter().any(
                         |spec| matches!(spec, DynamicToolSpec::Function(tool) if tool.name == name),
                     );
-                if !dynamic && self.threads().tools.is_builtin(&name) {
+                if !dynamic && self.threads().defaults.tools.is_builtin(&name) {
                     let call = commands::BuiltinCall {
                         call_id,
                         name,

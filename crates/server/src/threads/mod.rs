@@ -172,8 +172,8 @@ pub struct Threads {
     home: Home,
     pub(crate) providers: Providers,
     unload_delay: Duration,
-    /// Which built-in tools threads declare to the model.
-    pub(crate) tools: tools::ToolSwitches,
+    /// Tools, approval policy and sandbox of threads whose clients do not choose.
+    pub(crate) defaults: tools::ThreadDefaults,
 }
 
 fn invalid(message: String) -> ServerError {
@@ -194,7 +194,7 @@ impl Threads {
         home: Home,
         providers: Providers,
         unload_delay: Duration,
-        tools: tools::ToolSwitches,
+        defaults: tools::ThreadDefaults,
     ) -> Threads {
         Threads {
             loaded: Mutex::new(HashMap::new()),
@@ -202,7 +202,7 @@ impl Threads {
             home,
             providers,
             unload_delay,
-            tools,
+            defaults,
         }
     }
 
@@ -317,9 +317,11 @@ impl Threads {
             developer_instructions: params.developer_instructions,
             originator,
             dynamic_tools: params.dynamic_tools.unwrap_or_default(),
-            approval_policy: params.approval_policy,
+            approval_policy: params
+                .approval_policy
+                .or_else(|| self.defaults.approval_policy.clone()),
             approvals_reviewer: params.approvals_reviewer,
-            sandbox: params.sandbox,
+            sandbox: params.sandbox.or(self.defaults.sandbox),
         };
         Ok(NewThread {
             settings,

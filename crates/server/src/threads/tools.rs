@@ -14,6 +14,16 @@ pub(crate) const EXEC_COMMAND: &str = "exec_command";
 pub(crate) const WRITE_STDIN: &str = "write_stdin";
 pub(crate) const UPDATE_PLAN: &str = "update_plan";
 
+/// What a thread runs with unless its client says otherwise (from `config.toml`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ThreadDefaults {
+    pub tools: ToolSwitches,
+    /// `approval_policy`.
+    pub approval_policy: Option<AskForApproval>,
+    /// `sandbox_mode`.
+    pub sandbox: Option<tether_protocol::SandboxMode>,
+}
+
 /// Which built-in tools are declared (`[features] shell_tool`, `[tools.update_plan] enabled`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ToolSwitches {
